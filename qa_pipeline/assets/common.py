@@ -1,0 +1,80 @@
+"""What every asset shares: the monthly partitions, owners, metadata for the Dagster UI."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from qa_pipeline.domain.months import month_start
+from qa_pipeline.domain.redaction import redact_series
+from qa_pipeline.schemas import warehouse as wh
+from qa_pipeline.settings import PARTITIONS_START, Settings, Thresholds
+
+monthly = dg.MonthlyPartitionsDefinition(start_date=PARTITIONS_START)
+
+QUALITY_TEAM = "team:quality-analytics"
+DATA_ENGINEERING = "team:data-engineering"
+WAREHOUSE_POOL = "warehouse"
+FREE_TEXT = {"auditor_comment", "reason", "raw_record", "summary", "hypothesis"}
+
+
+def warehouse_kind() -> str:
+    return "postgres" if Settings.from_env().warehouse_url.startswith("postgresql") else "duckdb"
+
+
+class QualityConfig(dg.ConfigurableResource):
+    """Thresholds of the published figures: `settings.Thresholds`, from the environment, with
+    optional overrides (tests, or a launchpad run that tries another target)."""
+
+    overrides: dict[str, float] = {}
+
+    def thresholds(self) -> Thresholds:
+        base = Thresholds.from_env()
+        typed = {k: type(getattr(base, k))(v) for k, v in self.overrides.items()}
+        return replace(base, **typed)
+
+
+def partition_month(context: dg.AssetExecutionContext) -> date:
+    return month_start(context.partition_key)
+
+
+def _column_type(column: sa.Column) -> str:
+    return str(column.type.compile(dialect=sa.dialects.postgresql.dialect())).lower()
+
+
+def column_schema(table_name: str) -> dg.TableSchema:
+    table = wh.table(table_name)
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name=c.name, type=_column_type(c), description=c.comment or "")
+        for c in table.columns
+    ])
+
+
+def preview(frame: pd.DataFrame, rows: int = 5, columns: list[str] | None = None) -> dg.MetadataValue:
+    """A small Markdown preview; free text is redacted before it reaches the UI."""
+    head = frame.head(rows) if columns is None else frame.loc[:, columns].head(rows)
+    head = head.copy()
+    for col in head.columns:
+        if col in FREE_TEXT:
+            head[col] = redact_series(head[col]).str.slice(0, 60)
+    return dg.MetadataValue.md(head.to_markdown(index=False, floatfmt=".4f"))
+
+
+def table_metadata(table_name: str, frame: pd.DataFrame, preview_columns: list[str] | None = None,
+                   **figures) -> dict:
+    """Row count, column schema, preview and headline figures (numbers, so the UI plots them)."""
+    meta = {
+        "dagster/row_count": dg.MetadataValue.int(len(frame)),
+        "dagster/column_schema": column_schema(table_name),
+        "dagster/table_name": table_name,
+        "preview": preview(frame, columns=preview_columns),
+    }
+    for name, value in figures.items():
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            continue
+        meta[name] = dg.MetadataValue.int(int(value)) if isinstance(value, int) else dg.MetadataValue.float(float(value))
+    return meta

@@ -1,0 +1,136 @@
+"""Raw inputs through the validation gate: roster and audits (contract §2, §3)."""
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from qa_pipeline.assets.common import (
+    DATA_ENGINEERING,
+    WAREHOUSE_POOL,
+    QualityConfig,
+    monthly,
+    partition_month,
+    preview,
+    warehouse_kind,
+)
+from qa_pipeline.domain.validation import AUDITS, ROSTER, GateResult, run_gate
+from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.warehouse import Warehouse
+from qa_pipeline.schemas import warehouse as wh
+
+QUARANTINE_SHARE_CHECK = "quarantined_share_within_limit"
+ROWS_ACCOUNTED_CHECK = "every_row_accounted_for"
+
+
+def _write_gate(warehouse: Warehouse, gate: GateResult, input_name: str, month) -> None:
+    # Quarantine and ingest log describe the latest attempt, also when the gate then fails.
+    warehouse.replace_where("qa_core.audits_quarantine", gate.quarantine,
+                            month=month, input=input_name)
+    warehouse.replace_where("qa_core.ingest_log", gate.files, month=month, input=input_name)
+
+
+def _identity_check(gate: GateResult, asset_key: str) -> dg.AssetCheckResult:
+    files = gate.files
+    broken = files[files.rows_read != files.rows_clean + files.rows_quarantined]
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=ROWS_ACCOUNTED_CHECK,
+        passed=bool(broken.empty),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="rows read = rows clean + rows quarantined, per file",
+        metadata={
+            "files": dg.MetadataValue.md(files.drop(columns=["month", "file_sha256"]).to_markdown(index=False)),
+            "files_out_of_balance": dg.MetadataValue.int(len(broken)),
+        },
+    )
+
+
+def _gate_metadata(gate: GateResult) -> dict:
+    q = gate.quarantine
+    return {
+        "rows_read": dg.MetadataValue.int(gate.rows_read),
+        "rows_clean": dg.MetadataValue.int(len(gate.clean)),
+        "rows_quarantined": dg.MetadataValue.int(len(q)),
+        "quarantined_share": dg.MetadataValue.float(gate.quarantined_share),
+        "files": dg.MetadataValue.int(len(gate.files)),
+        "quarantine_by_rule": dg.MetadataValue.md(gate.rule_counts().to_markdown(index=False)),
+        "quarantine_sample": preview(q, rows=10, columns=["source_file", "row_number", "rule", "reason"])
+        if len(q) else dg.MetadataValue.text("no row quarantined"),
+    }
+
+
+@dg.asset(
+    partitions_def=monthly,
+    group_name="ingest",
+    owners=[DATA_ENGINEERING],
+    kinds={"pandas", "pandera", warehouse_kind()},
+    pool=WAREHOUSE_POOL,
+    io_manager_key="handoff",
+    description=(
+        "The moderator roster (latest snapshot, `roster/roster.csv`) through its pandera gate. "
+        "Rejected rows go to `qa_core.audits_quarantine` with input = roster; the clean roster "
+        "gives tenure to the month's audits."
+    ),
+    check_specs=[dg.AssetCheckSpec(ROWS_ACCOUNTED_CHECK, asset="roster", blocking=True,
+                                   description="rows read = rows clean + rows quarantined")],
+)
+def roster(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse):
+    month = partition_month(context)
+    gate = run_gate(raw_store.read_single("roster/roster.csv"), ROSTER, month)
+    _write_gate(warehouse, gate, "roster", month)
+    yield dg.Output(gate.clean, metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})
+    yield _identity_check(gate, "roster")
+
+
+def _published_ids_before(warehouse: Warehouse, month) -> pd.Series:
+    if not warehouse.has_table("qa_core.audits_clean"):
+        return pd.Series(dtype="str")
+    t = wh.audits_clean
+    ids = warehouse.read(sa.select(t.c.audit_id).where(t.c.month < month))
+    return ids["audit_id"]
+
+
+@dg.asset(
+    partitions_def=monthly,
+    group_name="ingest",
+    owners=[DATA_ENGINEERING],
+    kinds={"pandas", "pandera", warehouse_kind()},
+    pool=WAREHOUSE_POOL,
+    io_manager_key="handoff",
+    description=(
+        "The month's raw audit files (`audits/YYYY-MM/*.csv|*.parquet`, in name order) through "
+        "the validation gate. Bad rows go to `qa_core.audits_quarantine` with rule, reason, file "
+        "and row; duplicates keep the first read. Blocking checks stop the month when the "
+        "quarantined share exceeds `max_invalid_fraction` or a row is unaccounted for."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec(QUARANTINE_SHARE_CHECK, asset="validated_audits", blocking=True,
+                          description="quarantined share of the month ≤ max_invalid_fraction"),
+        dg.AssetCheckSpec(ROWS_ACCOUNTED_CHECK, asset="validated_audits", blocking=True,
+                          description="rows read = rows clean + rows quarantined, per file"),
+    ],
+)
+def validated_audits(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
+                     quality_config: QualityConfig):
+    month = partition_month(context)
+    limit = quality_config.thresholds().max_invalid_fraction
+    gate = run_gate(raw_store.read_month("audits", month), AUDITS, month,
+                    published_ids=_published_ids_before(warehouse, month))
+    _write_gate(warehouse, gate, "audits", month)
+    context.log.info(f"{month:%Y-%m}: {gate.rows_read} rows read, {len(gate.clean)} clean, "
+                     f"{len(gate.quarantine)} quarantined ({gate.quarantined_share:.2%})")
+    yield dg.Output(gate.clean, metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})
+    share = gate.quarantined_share
+    yield dg.AssetCheckResult(
+        check_name=QUARANTINE_SHARE_CHECK,
+        passed=bool(share <= limit),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"{share:.2%} of {gate.rows_read} rows quarantined "
+                     f"({'within' if share <= limit else 'above'} the {limit:.2%} limit)"),
+        metadata={
+            "quarantined_share": dg.MetadataValue.float(share),
+            "max_invalid_fraction": dg.MetadataValue.float(limit),
+            "quarantine_by_rule": dg.MetadataValue.md(gate.rule_counts().to_markdown(index=False)),
+        },
+    )
+    yield _identity_check(gate, "validated_audits")

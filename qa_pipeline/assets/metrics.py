@@ -1,0 +1,70 @@
+"""Quality metrics: `qa_reporting.quality_metrics` and `qa_core.moderator_quality`."""
+
+import dagster as dg
+
+from qa_pipeline.assets.audits import audits_clean, read_month
+from qa_pipeline.assets.common import (
+    QUALITY_TEAM,
+    WAREHOUSE_POOL,
+    QualityConfig,
+    monthly,
+    partition_month,
+    table_metadata,
+    warehouse_kind,
+)
+from qa_pipeline.domain import metrics
+from qa_pipeline.resources.warehouse import Warehouse
+
+
+@dg.asset(
+    partitions_def=monthly,
+    group_name="metrics",
+    owners=[QUALITY_TEAM],
+    kinds={"pandas", "statsmodels", warehouse_kind()},
+    pool=WAREHOUSE_POOL,
+    deps=[audits_clean],
+    description=(
+        "Accuracy (Wilson 95 % interval), weighted accuracy, critical, over- and under-enforcement "
+        "rates, precision and recall for every dimension (overall, site, team_type, queue, policy, "
+        "market, content_type, tenure_band, site×queue) and segment of the month."
+    ),
+)
+def quality_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    month = partition_month(context)
+    frame = metrics.quality_metrics(read_month(warehouse, month), month)
+    warehouse.replace_partition("qa_reporting.quality_metrics", frame, month)
+    overall = frame[frame.dimension == "overall"].iloc[0] if len(frame) else None
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_reporting.quality_metrics", frame,
+        ["dimension", "segment", "audits", "errors", "accuracy", "accuracy_ci_low", "accuracy_ci_high"],
+        accuracy=None if overall is None else float(overall.accuracy),
+        weighted_accuracy=None if overall is None else float(overall.weighted_accuracy),
+        critical_error_rate=None if overall is None else float(overall.critical_error_rate),
+        audits=None if overall is None else int(overall.audits),
+    ))
+
+
+@dg.asset(
+    partitions_def=monthly,
+    group_name="metrics",
+    owners=[QUALITY_TEAM],
+    kinds={"pandas", "statsmodels", warehouse_kind()},
+    pool=WAREHOUSE_POOL,
+    deps=[audits_clean],
+    description=(
+        "Accuracy per moderator and month with its Wilson interval; `below_target` when the whole "
+        "interval is under the target and the moderator has enough audits. Restricted."
+    ),
+)
+def moderator_quality(context: dg.AssetExecutionContext, warehouse: Warehouse,
+                      quality_config: QualityConfig) -> dg.MaterializeResult:
+    month = partition_month(context)
+    t = quality_config.thresholds()
+    frame = metrics.moderator_quality(read_month(warehouse, month), month, t.target_accuracy,
+                                      t.min_moderator_audits)
+    warehouse.replace_partition("qa_core.moderator_quality", frame, month)
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_core.moderator_quality", frame,
+        ["moderator_id", "site", "audits", "errors", "accuracy", "below_target"],
+        moderators=len(frame), below_target=int(frame["below_target"].sum()),
+    ))

@@ -1,0 +1,162 @@
+"""`qa-pipeline demo | run | generate | validate` — the commands of the README."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qa_pipeline.settings import Settings, resolve_path
+
+DEFAULT_SAMPLE_MONTHS = "2025-07..2026-06"
+
+
+def _months(text: str) -> list[str]:
+    from qa_pipeline.sample_data import parse_months
+
+    return parse_months(text)
+
+
+def cmd_generate(args) -> int:
+    from qa_pipeline.sample_data import SampleSpec, generate
+
+    out = resolve_path(args.out) if args.out else Settings.from_env().raw_dir
+    spec = SampleSpec(months=_months(args.months), audits_per_month=args.audits_per_month,
+                      seed=args.seed, fmt=args.format)
+    summary = generate(spec, out)
+    total = sum(summary["audits"].values())
+    print(f"wrote {total:,} audits over {len(spec.months)} month(s) and every other raw input to {out}")
+    print(f"planted effects: {out / 'README.md'}")
+    return 0
+
+
+def _print_outcome(outcome) -> None:
+    status = "ok" if outcome.success else "FAILED"
+    print(f"{outcome.month}: {status} (run {outcome.run_id[:8]})")
+    for reason in outcome.failures:
+        print(f"  - {reason}")
+
+
+def cmd_run(args) -> int:
+    from qa_pipeline.runner import run_month
+
+    months = _months(args.month)
+    settings = Settings.from_env()
+    failed = 0
+    for month in months:
+        outcome = run_month(month, settings, progress=not args.quiet)
+        _print_outcome(outcome)
+        failed += not outcome.success
+    return 1 if failed else 0
+
+
+def cmd_validate(args) -> int:
+    from qa_pipeline.domain.months import month_start
+    from qa_pipeline.domain.validation import AUDITS, RawInputError, run_gate
+    from qa_pipeline.resources.raw_store import RawStore
+    from qa_pipeline.resources.warehouse import Warehouse
+
+    settings = Settings.from_env()
+    month = month_start(args.month)
+    store = RawStore(raw_dir=str(settings.raw_dir))
+    try:
+        files = store.read_month("audits", month)
+    except RawInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    published = None
+    warehouse = Warehouse(url=settings.warehouse_url)
+    if Path(settings.warehouse_url.removeprefix("duckdb:///")).exists() or not settings.warehouse_url.startswith("duckdb"):
+        from qa_pipeline.assets.ingest import _published_ids_before
+
+        published = _published_ids_before(warehouse, month)
+    try:
+        gate = run_gate(files, AUDITS, month, published_ids=published)
+    except RawInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    limit = settings.thresholds.max_invalid_fraction
+    print(f"{args.month}: {gate.rows_read:,} rows read, {len(gate.clean):,} clean, "
+          f"{len(gate.quarantine):,} quarantined ({gate.quarantined_share:.2%}; limit {limit:.2%})")
+    print(gate.files[["source_file", "rows_read", "rows_clean", "rows_quarantined"]].to_string(index=False))
+    if len(gate.quarantine):
+        print("\nquarantined rows by rule:")
+        print(gate.rule_counts().to_string(index=False))
+        print("\nfirst quarantined rows:")
+        print(gate.quarantine[["source_file", "row_number", "reason"]].head(args.show).to_string(index=False))
+    return 0 if gate.quarantined_share <= limit else 1
+
+
+def cmd_demo(args) -> int:
+    from qa_pipeline.domain.months import month_start
+    from qa_pipeline.runner import run_month
+
+    settings = Settings.from_env()
+    audits = settings.raw_dir / "audits"
+    if not audits.is_dir() or not any(audits.iterdir()):
+        print(f"no raw audits in {settings.raw_dir}: generating the sample ({DEFAULT_SAMPLE_MONTHS})")
+        args.months, args.out, args.format = DEFAULT_SAMPLE_MONTHS, None, "csv"
+        cmd_generate(args)
+    months = sorted(p.name for p in audits.iterdir() if p.is_dir())
+    outcomes = []
+    for month in months:
+        outcome = run_month(month, settings, progress=not args.quiet)
+        _print_outcome(outcome)
+        outcomes.append(outcome)
+    from qa_pipeline.resources.warehouse import Warehouse
+
+    wh = Warehouse(url=settings.warehouse_url)
+    if wh.has_table("qa_reporting.quality_metrics"):
+        import sqlalchemy as sa
+
+        from qa_pipeline.schemas.warehouse import quality_metrics as qm
+
+        overall = wh.read(sa.select(qm.c.month, qm.c.audits, qm.c.accuracy, qm.c.accuracy_ci_low,
+                                    qm.c.accuracy_ci_high).where(qm.c.dimension == "overall")
+                          .order_by(qm.c.month))
+        print("\noverall accuracy by month:")
+        print(overall.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nwarehouse : {wh.describe()}")
+    print(f"reports   : {settings.reports_dir}")
+    print(f"dagster   : {settings.dagster_home} (make dev opens the UI on http://127.0.0.1:3000)")
+    del month_start
+    return 0 if all(o.success for o in outcomes) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qa-pipeline", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write synthetic raw data (every input of the contract)")
+    g.add_argument("--months", default=DEFAULT_SAMPLE_MONTHS, help="YYYY-MM..YYYY-MM or a comma list")
+    g.add_argument("--audits-per-month", type=int, default=3000)
+    g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--out", default=None, help="output folder (default: QA_RAW_DIR)")
+    g.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="materialize every monthly asset for a month through Dagster")
+    r.add_argument("--month", required=True, help="YYYY-MM, or a range YYYY-MM..YYYY-MM")
+    r.add_argument("--quiet", action="store_true", help="no per-step progress lines")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="run the validation gate alone and print a per-rule summary")
+    v.add_argument("--month", required=True)
+    v.add_argument("--show", type=int, default=10, help="quarantined rows to print")
+    v.set_defaults(func=cmd_validate)
+
+    d = sub.add_parser("demo", help="generate the sample if missing, run every month, print where things are")
+    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--audits-per-month", type=int, default=3000)
+    d.add_argument("--seed", type=int, default=7)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

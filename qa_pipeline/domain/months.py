@@ -1,0 +1,43 @@
+"""Month arithmetic on `YYYY-MM` keys and `date` month starts (partition keys are `YYYY-MM-01`)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+
+def month_start(value: str | date) -> date:
+    """`2026-03`, `2026-03-01` or a date → the first day of its month."""
+    if isinstance(value, date):
+        return value.replace(day=1)
+    parts = value.split("-")
+    return date(int(parts[0]), int(parts[1]), 1)
+
+
+def next_month(d: date) -> date:
+    return date(d.year + d.month // 12, d.month % 12 + 1, 1)
+
+
+def previous_month(d: date) -> date:
+    return date(d.year - (d.month == 1), (d.month - 2) % 12 + 1, 1)
+
+
+def month_key(d: date) -> str:
+    """The folder name of a month: `YYYY-MM`."""
+    return f"{d.year:04d}-{d.month:02d}"
+
+
+def month_range(first: str, last: str) -> list[str]:
+    """Inclusive list of `YYYY-MM` keys."""
+    a, b = month_start(first), month_start(last)
+    if b < a:
+        raise ValueError(f"month range {first}..{last} is empty")
+    out = []
+    while a <= b:
+        out.append(month_key(a))
+        a = next_month(a)
+    return out
+
+
+def partition_key(month: str | date) -> str:
+    """Dagster's monthly partition key (`YYYY-MM-01`)."""
+    return month_start(month).isoformat()

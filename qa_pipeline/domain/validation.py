@@ -1,0 +1,297 @@
+"""The validation gate: parse raw rows, apply the pandera model, split clean from quarantined.
+
+Nothing is dropped silently. Every row read is either clean or quarantined with the rules it
+broke, a readable reason, its source file and its 1-based row number, and the per-file identity
+`rows read = rows clean + rows quarantined` is computed here and checked by the asset check.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+import pandera.pandas as pa
+
+from qa_pipeline.domain.months import next_month
+from qa_pipeline.schemas import raw as raw_schemas
+
+SOURCE_FILE = "source_file"
+SOURCE_ROW = "source_row"
+QUARANTINE_COLUMNS = [
+    "month", "input", "source_file", "row_number", "rule", "reason", "rules_failed", "raw_record",
+]
+
+
+class RawInputError(ValueError):
+    """A raw file that cannot be used at all: unreadable, or missing a required column."""
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One raw file as read: text columns, as in the file."""
+
+    path: str  # relative to QA_RAW_DIR
+    frame: pd.DataFrame
+    sha256: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    clean: pd.DataFrame
+    quarantine: pd.DataFrame
+    files: pd.DataFrame  # per file: rows_read, rows_clean, rows_quarantined
+
+    @property
+    def rows_read(self) -> int:
+        return int(self.files["rows_read"].sum())
+
+    @property
+    def quarantined_share(self) -> float:
+        return len(self.quarantine) / self.rows_read if self.rows_read else 0.0
+
+    def rule_counts(self) -> pd.DataFrame:
+        """Quarantined rows per first-failing rule, most frequent first."""
+        if self.quarantine.empty:
+            return pd.DataFrame({"rule": pd.Series(dtype="str"), "rows": pd.Series(dtype="int64")})
+        counts = self.quarantine["rule"].value_counts()
+        return counts.rename_axis("rule").reset_index(name="rows")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How to parse and validate one raw input."""
+
+    name: str
+    model: type[pa.DataFrameModel]
+    columns: Sequence[str]
+    timestamps: Sequence[str] = ()
+    dates: Sequence[str] = ()
+    numbers: Sequence[str] = ()
+    optional: dict | None = None
+    unique_key: str | None = None
+
+
+AUDITS = InputSpec(
+    name="audits",
+    model=raw_schemas.AuditRecord,
+    columns=raw_schemas.AUDIT_COLUMNS,
+    timestamps=raw_schemas.AUDIT_TIMESTAMPS,
+    numbers=raw_schemas.AUDIT_NUMBERS,
+    optional=raw_schemas.AUDIT_OPTIONAL,
+    unique_key="audit_id",
+)
+ROSTER = InputSpec(
+    name="roster",
+    model=raw_schemas.RosterRecord,
+    columns=raw_schemas.ROSTER_COLUMNS,
+    dates=raw_schemas.ROSTER_DATES,
+    unique_key="moderator_id",
+)
+
+
+def check_columns(file: RawFile, spec: InputSpec) -> None:
+    """A file without a required column is rejected whole, naming the file and the column."""
+    optional = spec.optional or {}
+    missing = [c for c in spec.columns if c not in file.frame.columns and c not in optional]
+    if missing:
+        raise RawInputError(
+            f"{file.path}: required column(s) missing: {', '.join(missing)} "
+            f"(the file has: {', '.join(map(str, file.frame.columns))})"
+        )
+
+
+def parse_columns(frame: pd.DataFrame, spec: InputSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Typed copy of a raw frame, and the cells that could not be parsed (as failures)."""
+    parsed = pd.DataFrame(index=frame.index)
+    failures = []
+    for col in spec.columns:
+        if col not in frame.columns:
+            parsed[col] = pd.Series((spec.optional or {}).get(col), index=frame.index, dtype="str")
+        else:
+            parsed[col] = frame[col]
+    for col in spec.columns:
+        s = parsed[col]
+        if col in spec.timestamps or col in spec.dates:
+            if pd.api.types.is_datetime64_any_dtype(s):
+                typed = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+            else:
+                text = s.astype("str")
+                fmt = "%Y-%m-%d" if col in spec.dates else "ISO8601"
+                typed = pd.to_datetime(text, format=fmt, utc=True, errors="coerce")
+            typed = typed.astype("datetime64[us, UTC]")
+            rule, expect = (f"{col}:date", "a date YYYY-MM-DD") if col in spec.dates else (
+                f"{col}:iso8601", "an ISO 8601 time stamp")
+        elif col in spec.numbers:
+            typed = pd.to_numeric(s, errors="coerce").astype("float64")
+            rule, expect = f"{col}:number", "a number"
+        else:
+            parsed[col] = s.astype("str") if not isinstance(s.dtype, pd.StringDtype) else s
+            continue
+        bad = s.notna() & typed.isna()
+        if bad.any():
+            failures.append(pd.DataFrame({
+                "row": s.index[bad], "column": col, "rule": rule,
+                "reason": [f"{col} = {v!r} is not {expect}" for v in s[bad]],
+            }))
+        parsed[col] = typed
+    return parsed, _concat_failures(failures)
+
+
+def _concat_failures(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame({"row": pd.Series(dtype="int64"), "column": pd.Series(dtype="str"),
+                             "rule": pd.Series(dtype="str"), "reason": pd.Series(dtype="str")})
+    return pd.concat(parts, ignore_index=True)
+
+
+_CHECK_RULES = [
+    (re.compile(r"^isin\((.*)\)$"), "allowed_values", lambda m: f"must be one of {m.group(1)}"),
+    (re.compile(r"^str_matches\('?(.*?)'?\)$"), "pattern", lambda m: f"must match {m.group(1)}"),
+    (re.compile(r"^not_nullable$"), "required", lambda m: "is required"),
+    (re.compile(r"^greater_than_or_equal_to\((.*)\)$"), "min", lambda m: f"must be ≥ {m.group(1)}"),
+    (re.compile(r"^greater_than\((.*)\)$"), "min", lambda m: f"must be > {m.group(1)}"),
+]
+
+
+def _describe_column_check(check: str, column: str, value, errors: dict) -> tuple[str, str]:
+    for pattern, short, describe in _CHECK_RULES:
+        m = pattern.match(check)
+        if m:
+            shown = "empty" if pd.isna(value) else repr(value)
+            return f"{column}:{short}", f"{column} {describe(m)}: got {shown}"
+    return f"{column}:{check}", f"{column} {errors.get(check, check)}: got {value!r}"
+
+
+def pandera_failures(parsed: pd.DataFrame, model: type[pa.DataFrameModel]) -> pd.DataFrame:
+    """Row-level failures of the model, one row per (row, rule), with readable reasons."""
+    schema = model.to_schema()
+    try:
+        schema.validate(parsed, lazy=True)
+        return _concat_failures([])
+    except pa.errors.SchemaErrors as exc:
+        fc = exc.failure_cases
+    errors = {c.name: c.error for c in schema.checks}
+    for col in schema.columns.values():
+        errors.update({c.name: c.error for c in col.checks})
+    orphan = fc[fc["index"].isna()]
+    if len(orphan):
+        first = orphan.iloc[0]
+        raise RawInputError(f"schema-level failure: {first['check']} on {first['column']}")
+    fc = fc.assign(row=fc["index"].astype("int64"))
+    rows = []
+    for r in fc[fc["schema_context"] == "Column"].itertuples():
+        rule, reason = _describe_column_check(str(r.check), r.column, r.failure_case, errors)
+        rows.append((r.row, r.column, rule, reason))
+    # pandera names a failed dataframe check by its error message when it has one
+    rule_of = {c.error: c.name for c in schema.checks if c.error}
+    frame_checks = fc[fc["schema_context"] == "DataFrameSchema"].drop_duplicates(["row", "check"])
+    for r in frame_checks.itertuples():
+        rows.append((r.row, None, rule_of.get(r.check, r.check), r.check))
+    return pd.DataFrame(rows, columns=["row", "column", "rule", "reason"])
+
+
+def _folder_month_failures(parsed: pd.DataFrame, month: date) -> pd.DataFrame:
+    start = pd.Timestamp(month, tz="UTC")
+    end = pd.Timestamp(next_month(month), tz="UTC")
+    ts = parsed["audited_at"]
+    bad = ts.notna() & ((ts < start) | (ts >= end))
+    return pd.DataFrame({
+        "row": parsed.index[bad], "column": "audited_at", "rule": "audited_at:in_folder_month",
+        "reason": [f"audited_at {t.isoformat()} is outside the folder month {month:%Y-%m}" for t in ts[bad]],
+    })
+
+
+def _duplicate_failures(parsed: pd.DataFrame, key: str | None) -> pd.DataFrame:
+    """Later copies of a key (files in name order, rows in file order); the first is kept."""
+    if key is None:
+        return _concat_failures([])
+    dup = parsed[key].notna() & parsed[key].duplicated(keep="first")
+    return pd.DataFrame({
+        "row": parsed.index[dup], "column": key, "rule": f"{key}:duplicate",
+        "reason": [f"{key} {v!r} repeats an earlier row (the first read is kept)" for v in parsed[key][dup]],
+    })
+
+
+def _published_failures(parsed: pd.DataFrame, published_ids: pd.Series | None) -> pd.DataFrame:
+    if published_ids is None or published_ids.empty:
+        return _concat_failures([])
+    earlier = published_ids.drop_duplicates()
+    hit = parsed["audit_id"].isin(earlier)
+    return pd.DataFrame({
+        "row": parsed.index[hit], "column": "audit_id", "rule": "audit_id:published_earlier",
+        "reason": [f"audit_id {v!r} is already published for an earlier month" for v in parsed["audit_id"][hit]],
+    })
+
+
+def run_gate(
+    files: Sequence[RawFile],
+    spec: InputSpec,
+    month: date,
+    published_ids: pd.Series | None = None,
+) -> GateResult:
+    """Validate all files of one input for one month, in file-name order."""
+    files = sorted(files, key=lambda f: f.path)
+    for f in files:
+        check_columns(f, spec)
+    raw_all = pd.concat(
+        [f.frame.assign(**{SOURCE_FILE: f.path, SOURCE_ROW: range(1, len(f.frame) + 1)}) for f in files],
+        ignore_index=True,
+    ) if files else pd.DataFrame(columns=[*spec.columns, SOURCE_FILE, SOURCE_ROW])
+    parsed, parse_fail = parse_columns(raw_all, spec)
+    model_fail = pandera_failures(parsed, spec.model)
+    # a cell that failed to parse is reported once, as unparseable, not again as missing
+    if len(parse_fail) and len(model_fail):
+        key = set(zip(parse_fail["row"], parse_fail["column"], strict=True))
+        redundant = [(r, c) in key for r, c in zip(model_fail["row"], model_fail["column"], strict=True)]
+        model_fail = model_fail[~pd.Series(redundant, index=model_fail.index)]
+    extra = [_duplicate_failures(parsed, spec.unique_key)]
+    if spec is AUDITS:
+        extra += [_folder_month_failures(parsed, month), _published_failures(parsed, published_ids)]
+    failures = _concat_failures([parse_fail, model_fail, *extra])
+    bad_rows = pd.Index(failures["row"].unique()).sort_values()
+    clean = parsed.drop(index=bad_rows)
+    clean[SOURCE_FILE] = raw_all[SOURCE_FILE].drop(index=bad_rows).astype("str")
+    clean[SOURCE_ROW] = raw_all[SOURCE_ROW].drop(index=bad_rows).astype("int64")
+    quarantine = _quarantine_rows(raw_all, failures, bad_rows, spec, month)
+    log = _file_log(files, clean, quarantine, spec, month)
+    return GateResult(clean=clean.reset_index(drop=True), quarantine=quarantine, files=log)
+
+
+def _quarantine_rows(raw_all, failures, bad_rows, spec: InputSpec, month: date) -> pd.DataFrame:
+    if len(bad_rows) == 0:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in QUARANTINE_COLUMNS})
+    grouped = failures.groupby("row", sort=True)
+    first_rule = grouped["rule"].first()
+    reasons = grouped["reason"].agg("; ".join)
+    n_rules = grouped["rule"].nunique()
+    data_cols = [c for c in raw_all.columns if c not in (SOURCE_FILE, SOURCE_ROW)]
+    records = raw_all.loc[bad_rows, data_cols].astype("object")
+    records = records.where(records.notna(), None)
+    return pd.DataFrame({
+        "month": pd.Timestamp(month),
+        "input": spec.name,
+        "source_file": raw_all.loc[bad_rows, SOURCE_FILE].astype("str").to_numpy(),
+        "row_number": raw_all.loc[bad_rows, SOURCE_ROW].astype("int64").to_numpy(),
+        "rule": first_rule.loc[bad_rows].to_numpy(),
+        "reason": reasons.loc[bad_rows].to_numpy(),
+        "rules_failed": n_rules.loc[bad_rows].astype("int64").to_numpy(),
+        "raw_record": [json.dumps(r, default=str, ensure_ascii=False) for r in records.to_dict("records")],
+    })
+
+
+def _file_log(files, clean: pd.DataFrame, quarantine: pd.DataFrame, spec: InputSpec, month: date) -> pd.DataFrame:
+    """Per file: rows read (from the file), clean and quarantined (each counted from its own frame)."""
+    clean_n = clean[SOURCE_FILE].value_counts()
+    quarantined_n = quarantine["source_file"].value_counts()
+    rows = [
+        (pd.Timestamp(month), spec.name, f.path, f.sha256, len(f.frame),
+         int(clean_n.get(f.path, 0)), int(quarantined_n.get(f.path, 0)))
+        for f in files
+    ]
+    return pd.DataFrame(rows, columns=["month", "input", "source_file", "file_sha256", "rows_read",
+                                       "rows_clean", "rows_quarantined"])

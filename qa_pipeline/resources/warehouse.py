@@ -1,0 +1,248 @@
+"""The warehouse: SQLAlchemy over DuckDB (embedded default) or PostgreSQL (production).
+
+Partitions are rewritten whole inside one transaction (delete the month, insert the new rows,
+commit), so a re-run never duplicates rows and a failure leaves the previous version in place.
+Bulk loads use each engine's native path: DuckDB reads the DataFrame through `register`,
+PostgreSQL through `COPY` (psycopg 3). SQL is built with SQLAlchemy Core from the table
+definitions in `schemas/warehouse.py`; values from the data are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterable
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import PrivateAttr
+from sqlalchemy.engine import Connection, Engine
+
+from qa_pipeline.schemas import warehouse as wh
+from qa_pipeline.settings import resolve_url
+
+_ENGINES: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL and process (DuckDB allows one writing process per file)."""
+    url = resolve_url(url)
+    with _LOCK:
+        if url not in _ENGINES:
+            if url.startswith("duckdb:///") and ":memory:" not in url:
+                from pathlib import Path
+
+                Path(url[len("duckdb:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            _ENGINES[url] = sa.create_engine(url, pool_pre_ping=url.startswith("postgresql"))
+        return _ENGINES[url]
+
+
+def dispose_engines() -> None:
+    """Close every cached engine (tests and the CLI call this before handing a DuckDB file over)."""
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def _sql_type_name(column: sa.Column, dialect: str) -> str:
+    t = column.type
+    if isinstance(t, sa.Date):
+        return "DATE"
+    if isinstance(t, sa.DateTime):
+        return "TIMESTAMPTZ"
+    if isinstance(t, sa.Boolean):
+        return "BOOLEAN"
+    if isinstance(t, sa.BigInteger):
+        return "BIGINT"
+    if isinstance(t, sa.Double):
+        return "DOUBLE" if dialect == "duckdb" else "DOUBLE PRECISION"
+    return "VARCHAR" if dialect == "duckdb" else "TEXT"
+
+
+def conform(frame: pd.DataFrame, table: sa.Table) -> pd.DataFrame:
+    """The frame's columns in the table's order; a missing column is an error, not a silent NULL."""
+    names = [c.name for c in table.columns]
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise KeyError(f"{table.fullname}: the frame lacks column(s) {missing}")
+    return frame.loc[:, names]
+
+
+class Warehouse(dg.ConfigurableResource):
+    """SQLAlchemy warehouse. `url` is `QA_WAREHOUSE_URL` (DuckDB file or PostgreSQL)."""
+
+    url: str
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = get_engine(self.url)
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def describe(self) -> str:
+        """The URL without its password, for logs and the CLI."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- DDL ---------------------------------------------------------------------------------
+    def ensure_table(self, table: sa.Table, conn: Connection | None = None) -> None:
+        def _create(c: Connection) -> None:
+            c.execute(sa.schema.CreateSchema(table.schema, if_not_exists=True))
+            table.create(c, checkfirst=True)
+
+        if conn is not None:
+            _create(conn)
+        else:
+            with self.engine.begin() as c:
+                _create(c)
+
+    # -- writes --------------------------------------------------------------------------------
+    def replace_partition(self, table_name: str, frame: pd.DataFrame, month: date) -> int:
+        """Replace the rows of one month in one transaction; returns the rows written."""
+        table = wh.table(table_name)
+        return self._replace(table, frame, table.c[wh.MONTH] == sa.bindparam("m", month, sa.Date))
+
+    def replace_where(self, table_name: str, frame: pd.DataFrame, **equals) -> int:
+        """Replace the rows whose columns equal the given values (one transaction)."""
+        table = wh.table(table_name)
+        cond = sa.and_(*[table.c[k] == v for k, v in equals.items()]) if equals else sa.true()
+        return self._replace(table, frame, cond)
+
+    def replace_all(self, table_name: str, frame: pd.DataFrame) -> int:
+        """Rewrite a whole (unpartitioned) table in one transaction."""
+        return self._replace(wh.table(table_name), frame, sa.true())
+
+    def _replace(self, table: sa.Table, frame: pd.DataFrame, condition) -> int:
+        frame = conform(frame, table)
+        with self.engine.begin() as conn:
+            self.ensure_table(table, conn)
+            conn.execute(sa.delete(table).where(condition))
+            if len(frame):
+                self._bulk_insert(conn, table, frame)
+        return len(frame)
+
+    def _bulk_insert(self, conn: Connection, table: sa.Table, frame: pd.DataFrame) -> None:
+        if self.dialect == "duckdb":
+            self._insert_duckdb(conn, table, frame)
+        elif self.dialect == "postgresql":
+            self._copy_postgres(conn, table, frame)
+        else:  # any other SQLAlchemy backend: portable executemany
+            conn.execute(sa.insert(table), _records(frame))
+
+    @staticmethod
+    def _insert_duckdb(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> None:
+        raw = conn.connection.driver_connection
+        view = "__qa_load"
+        raw.register(view, frame)
+        try:
+            cols = ", ".join(f'"{c.name}"' for c in table.columns)
+            casts = ", ".join(
+                f'CAST("{c.name}" AS {_sql_type_name(c, "duckdb")})' for c in table.columns
+            )
+            # Identifiers come from schemas/warehouse.py, never from the data.
+            raw.execute(
+                f'INSERT INTO "{table.schema}"."{table.name}" ({cols}) SELECT {casts} FROM {view}'
+            )
+        finally:
+            raw.unregister(view)
+
+    @staticmethod
+    def _copy_postgres(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> None:
+        raw = conn.connection.driver_connection
+        cols = ", ".join(f'"{c.name}"' for c in table.columns)
+        buffer = io.StringIO()
+        _to_copy_text(frame, table, buffer)
+        with raw.cursor() as cur:
+            with cur.copy(
+                f'COPY "{table.schema}"."{table.name}" ({cols}) FROM STDIN '
+                "WITH (FORMAT text)"
+            ) as copy:
+                copy.write(buffer.getvalue())
+
+    # -- reads ---------------------------------------------------------------------------------
+    def has_table(self, table_name: str) -> bool:
+        table = wh.table(table_name)
+        return sa.inspect(self.engine).has_table(table.name, schema=table.schema)
+
+    def read(self, statement: sa.Select) -> pd.DataFrame:
+        """Run a Core SELECT and return a DataFrame (DuckDB's native fetch when available)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "duckdb":
+                compiled = statement.compile(dialect=self.engine.dialect,
+                                             compile_kwargs={"render_postcompile": True})
+                params = [compiled.params[k] for k in (compiled.positiontup or [])]
+                return conn.connection.driver_connection.execute(str(compiled), params).df()
+            result = conn.execute(statement)
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    def read_table(self, table_name: str, months: Iterable[date] | None = None) -> pd.DataFrame:
+        """A whole table, or the given months of a monthly table; empty frame if absent."""
+        table = wh.table(table_name)
+        if not self.has_table(table_name):
+            return pd.DataFrame({c.name: pd.Series(dtype=_empty_dtype(c)) for c in table.columns})
+        stmt = sa.select(table)
+        if months is not None:
+            stmt = stmt.where(table.c[wh.MONTH].in_(list(months)))
+        return self.read(stmt)
+
+    def scalar(self, statement) -> object:
+        with self.engine.connect() as conn:
+            return conn.execute(statement).scalar()
+
+
+def _empty_dtype(column: sa.Column) -> str:
+    t = column.type
+    if isinstance(t, sa.Date | sa.DateTime):
+        return "datetime64[us]"
+    if isinstance(t, sa.Boolean):
+        return "boolean"
+    if isinstance(t, sa.BigInteger):
+        return "Int64"
+    if isinstance(t, sa.Double):
+        return "float64"
+    return "str"
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _to_copy_text(frame: pd.DataFrame, table: sa.Table, out: io.StringIO) -> None:
+    """Write the frame in PostgreSQL's COPY text format (\\N for NULL, escaped separators)."""
+    columns = []
+    for col in table.columns:
+        s = frame[col.name]
+        null = s.isna()
+        t = col.type
+        if isinstance(t, sa.Date):
+            text = pd.to_datetime(s).dt.strftime("%Y-%m-%d")
+        elif isinstance(t, sa.DateTime):
+            text = pd.to_datetime(s, utc=True).dt.strftime("%Y-%m-%d %H:%M:%S.%f+00")
+        elif isinstance(t, sa.Boolean):
+            text = s.map({True: "t", False: "f"}, na_action="ignore")
+        elif isinstance(t, sa.BigInteger):
+            text = s.astype("Int64").astype("str")
+        elif isinstance(t, sa.Double):
+            text = s.astype("float64").map(repr, na_action="ignore")
+        else:
+            text = s.astype("str").str.translate(_TEXT_ESCAPES)
+        columns.append(text.astype("object").where(~null, "\\N"))
+    if not columns:
+        return
+    lines = columns[0].astype(str)
+    for c in columns[1:]:
+        lines = lines + "\t" + c.astype(str)
+    out.write("\n".join(lines.tolist()))
+    if len(lines):
+        out.write("\n")

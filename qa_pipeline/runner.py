@@ -1,0 +1,79 @@
+"""Run months through Dagster on the persistent instance (`DAGSTER_HOME`), as the CLI does.
+
+Runs go through `execute_job`, so they are recorded in the instance and visible in the UI, and
+the executor chosen in `definitions.py` applies (in-process by default, multiprocess on demand).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa_pipeline.domain.months import month_key, month_start, partition_key
+from qa_pipeline.settings import Settings
+
+EMBEDDED_INSTANCE_YAML = """\
+# Embedded default: SQLite storage under this folder. See dagster.postgres.yaml in the project
+# root for the production instance on PostgreSQL.
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Create the instance folder with a minimal dagster.yaml, and point DAGSTER_HOME at it."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(EMBEDDED_INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@dataclass
+class MonthOutcome:
+    month: str
+    success: bool
+    run_id: str
+    failures: list[str] = field(default_factory=list)
+
+
+def _failure_reasons(result) -> list[str]:
+    reasons = []
+    for event in result.all_events:
+        kind = event.event_type_value
+        if kind == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            ev = event.event_specific_data
+            if ev.severity.value == "ERROR":
+                reasons.append(f"blocking check {ev.asset_key.to_user_string()}:{ev.check_name} "
+                               f"failed: {ev.description or ''}".strip())
+        elif kind == "STEP_FAILURE":
+            err = event.event_specific_data.error
+            cause = err.cause if err and err.cause else err
+            if cause and "DagsterAssetCheckFailedError" in (cause.cls_name or ""):
+                continue  # already reported as the failed check itself
+            lines = (cause.message if cause else "").strip().splitlines()
+            reasons.append(f"step {event.step_key} failed: {lines[-1] if lines else 'unknown error'}")
+    return reasons
+
+
+def run_month(month: str, settings: Settings | None = None, progress: bool = True) -> MonthOutcome:
+    """Materialize every monthly asset for one month; never raises on a failed step."""
+    import dagster as dg
+
+    settings = settings or Settings.from_env()
+    ensure_dagster_home(settings)
+    from qa_pipeline import definitions
+
+    run_config = {"loggers": {"qa_progress": {}}} if progress else {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(
+            dg.reconstructable(definitions.monthly_job),
+            instance=instance,
+            run_config=run_config,
+            tags={"dagster/partition": partition_key(month), "qa/launched_by": "qa-pipeline cli"},
+        )
+        return MonthOutcome(month=month_key(month_start(month)), success=result.success,
+                            run_id=result.run_id, failures=_failure_reasons(result))
