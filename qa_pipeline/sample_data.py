@@ -507,7 +507,7 @@ def _policy_changes(spec: SampleSpec, effects: dict) -> pd.DataFrame:
          "Clarifies that crypto giveaways are scams", "spam_scams"),
         ("PC-AN2-UPDATE", "AN.2", months[len(months) // 2] + timedelta(days=14), "update",
          "Art nudity exception extended to museums", "adult_nudity"),
-        ("PC-MI3-NEW", "MI.3", months[-2] + timedelta(days=2), "new",
+        ("PC-MI3-NEW", "MI.3", months[max(len(months) - 2, 0)] + timedelta(days=2), "new",
          "New election misinformation policy", "misinformation"),
     ]
     if pc:

@@ -22,7 +22,7 @@ from qa_pipeline.schemas import raw as raw_schemas
 SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"
 QUARANTINE_COLUMNS = [
-    "month", "input", "source_file", "row_number", "rule", "reason", "rules_failed", "raw_record",
+    "month", "input", "source_file", "row_number", "rule", "rules", "reason", "raw_record",
 ]
 
 
@@ -113,6 +113,9 @@ def parse_columns(frame: pd.DataFrame, spec: InputSpec) -> tuple[pd.DataFrame, p
             parsed[col] = pd.Series((spec.optional or {}).get(col), index=frame.index, dtype="str")
         else:
             parsed[col] = frame[col]
+            if frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):
+                # an empty cell is missing, in Parquet as in CSV
+                parsed[col] = frame[col].mask(frame[col].astype("str").eq(""))
     for col in spec.columns:
         s = parsed[col]
         if col in spec.timestamps or col in spec.dates:
@@ -164,7 +167,9 @@ def _describe_column_check(check: str, column: str, value, errors: dict) -> tupl
         if m:
             shown = "empty" if pd.isna(value) else repr(value)
             return f"{column}:{short}", f"{column} {describe(m)}: got {shown}"
-    return f"{column}:{check}", f"{column} {errors.get(check, check)}: got {value!r}"
+    # a custom check with an error message is reported under that message
+    name = errors.get(check, check)
+    return f"{column}:{name}", f"{column} {check}: got {value!r}"
 
 
 def pandera_failures(parsed: pd.DataFrame, model: type[pa.DataFrameModel]) -> pd.DataFrame:
@@ -175,9 +180,9 @@ def pandera_failures(parsed: pd.DataFrame, model: type[pa.DataFrameModel]) -> pd
         return _concat_failures([])
     except pa.errors.SchemaErrors as exc:
         fc = exc.failure_cases
-    errors = {c.name: c.error for c in schema.checks}
+    errors = {}  # error message -> check name, for the column checks that carry a message
     for col in schema.columns.values():
-        errors.update({c.name: c.error for c in col.checks})
+        errors.update({c.error: c.name for c in col.checks if c.error})
     orphan = fc[fc["index"].isna()]
     if len(orphan):
         first = orphan.iloc[0]
@@ -268,7 +273,7 @@ def _quarantine_rows(raw_all, failures, bad_rows, spec: InputSpec, month: date) 
     grouped = failures.groupby("row", sort=True)
     first_rule = grouped["rule"].first()
     reasons = grouped["reason"].agg("; ".join)
-    n_rules = grouped["rule"].nunique()
+    all_rules = grouped["rule"].agg(lambda r: "; ".join(dict.fromkeys(r)))
     data_cols = [c for c in raw_all.columns if c not in (SOURCE_FILE, SOURCE_ROW)]
     records = raw_all.loc[bad_rows, data_cols].astype("object")
     records = records.where(records.notna(), None)
@@ -278,8 +283,8 @@ def _quarantine_rows(raw_all, failures, bad_rows, spec: InputSpec, month: date) 
         "source_file": raw_all.loc[bad_rows, SOURCE_FILE].astype("str").to_numpy(),
         "row_number": raw_all.loc[bad_rows, SOURCE_ROW].astype("int64").to_numpy(),
         "rule": first_rule.loc[bad_rows].to_numpy(),
+        "rules": all_rules.loc[bad_rows].to_numpy(),
         "reason": reasons.loc[bad_rows].to_numpy(),
-        "rules_failed": n_rules.loc[bad_rows].astype("int64").to_numpy(),
         "raw_record": [json.dumps(r, default=str, ensure_ascii=False) for r in records.to_dict("records")],
     })
 

@@ -92,8 +92,8 @@ audits_quarantine = _table(
     _c("source_file", Text),
     _c("row_number", BigInteger, "1-based among the file's data rows"),
     _c("rule", Text, "first rule the row broke"),
+    _c("rules", Text, "every rule the row broke, '; '-separated"),
     _c("reason", Text, "every rule the row broke, readable"),
-    _c("rules_failed", BigInteger),
     _c("raw_record", Text, "the row as read, JSON"),
     comment="Rejected raw rows with the rule and the reason. Nothing is dropped silently.",
 )

@@ -1,0 +1,38 @@
+# The README's commands. Everything runs from the project's own virtualenv (.venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?= -n 2
+
+.PHONY: demo test dev install generate bench clean
+
+$(BIN)/qa-pipeline: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $@
+
+install: $(BIN)/qa-pipeline
+
+## make demo: generate the sample if data/raw is empty, run every month, print where things are
+demo: install
+	$(BIN)/qa-pipeline demo
+
+## make test: the whole suite, with a throwaway PostgreSQL started from the machine's binaries
+test: install
+	.ci/with-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make dev: the Dagster UI on http://127.0.0.1:3000 (embedded SQLite instance in .dagster_home)
+dev: install
+	mkdir -p .dagster_home
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+generate: install
+	$(BIN)/qa-pipeline generate
+
+## make bench: 1M audits end to end against the DuckDB floor (results in benchmarks/results.md)
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf data/warehouse data/reports .dagster_home benchmarks/work

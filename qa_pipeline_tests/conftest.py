@@ -1,0 +1,154 @@
+"""Shared fixtures: a generated sample, isolated pipeline resources, crafted raw rows."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from qa_pipeline.assets.common import QualityConfig
+from qa_pipeline.resources.handoff import ParquetHandoff
+from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.warehouse import Warehouse, dispose_engines
+from qa_pipeline.sample_data import SampleSpec, generate
+
+SAMPLE_MONTHS = ["2026-01", "2026-02", "2026-03", "2026-04"]
+
+VALID_AUDIT = {
+    "audit_id": "A-1",
+    "audited_at": "2026-03-10T12:00:00Z",
+    "decision_at": "2026-03-09T08:30:00Z",
+    "content_id": "C-1",
+    "content_type": "video",
+    "queue": "hate_speech",
+    "site": "Dublin",
+    "team_type": "in_house",
+    "market": "GB",
+    "moderator_id": "MOD-1",
+    "auditor_id": "AUD-1",
+    "action_moderator": "remove",
+    "action_auditor": "remove",
+    "policy_moderator": "HS.1",
+    "policy_auditor": "HS.1",
+    "error_severity": "none",
+    "root_cause": "",
+    "auditor_comment": "Correct call.",
+    "handle_time_s": "42.5",
+    "sampling_weight": "2.0",
+}
+
+
+def audit(**changes) -> dict:
+    row = dict(VALID_AUDIT)
+    row.update({k: ("" if v is None else v) for k, v in changes.items()})
+    return row
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = columns or list(rows[0].keys())
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_raw(tmp_path_factory) -> Path:
+    """Four generated months (read-only: tests that change raw files copy it first)."""
+    out = tmp_path_factory.mktemp("sample") / "raw"
+    generate(SampleSpec(months=SAMPLE_MONTHS, audits_per_month=1500, seed=11), out)
+    return out
+
+
+@pytest.fixture
+def raw_copy(sample_raw, tmp_path) -> Path:
+    dest = tmp_path / "raw"
+    shutil.copytree(sample_raw, dest)
+    return dest
+
+
+class Pipeline:
+    """Resources on temp paths and an ephemeral instance; `run(month)` materializes a month."""
+
+    def __init__(self, tmp_path: Path, raw_dir: Path, warehouse_url: str | None = None):
+        self.tmp = tmp_path
+        self.raw_dir = raw_dir
+        self.url = warehouse_url or f"duckdb:///{tmp_path}/wh.duckdb"
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.overrides: dict = {}
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(url=self.url)
+
+    def resources(self) -> dict:
+        return {
+            "warehouse": self.warehouse,
+            "raw_store": RawStore(raw_dir=str(self.raw_dir)),
+            "handoff": ParquetHandoff(base_dir=str(self.tmp / "handoff")),
+            "quality_config": QualityConfig(overrides=self.overrides),
+        }
+
+    def run(self, month: str, assets=None, raise_on_error: bool = False):
+        from qa_pipeline.definitions import all_assets
+
+        return dg.materialize(
+            assets or all_assets,
+            partition_key=f"{month}-01",
+            resources=self.resources(),
+            instance=self.instance,
+            raise_on_error=raise_on_error,
+        )
+
+    def table(self, name: str):
+        return self.warehouse.read_table(name)
+
+
+@pytest.fixture
+def pipeline(tmp_path, sample_raw) -> Pipeline:
+    yield Pipeline(tmp_path, sample_raw)
+    dispose_engines()
+
+
+def _postgres_admin_url() -> str:
+    url = os.environ.get("QA_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("QA_TEST_POSTGRES_URL is not set under CI: PostgreSQL tests must run, not skip")
+        pytest.skip("no PostgreSQL (run through `make test`, which starts one)")
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh PostgreSQL database for this test, dropped afterwards. Fails under CI when missing."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.make_url(_postgres_admin_url())
+    name = f"qa_t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield admin.set(database=name).render_as_string(hide_password=False)
+    dispose_engines()
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    engine.dispose()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(request, tmp_path) -> str:
+    """Each backend in turn: a DuckDB file, then a fresh PostgreSQL database."""
+    if request.param == "duckdb":
+        yield f"duckdb:///{tmp_path}/wh.duckdb"
+        dispose_engines()
+    else:
+        yield request.getfixturevalue("postgres_url")
