@@ -259,9 +259,9 @@ def run_gate(
         extra += [_folder_month_failures(parsed, month), _published_failures(parsed, published_ids)]
     failures = _concat_failures([parse_fail, model_fail, *extra])
     bad_rows = pd.Index(failures["row"].unique()).sort_values()
-    clean = parsed.drop(index=bad_rows)
-    clean[SOURCE_FILE] = raw_all[SOURCE_FILE].drop(index=bad_rows).astype("str")
-    clean[SOURCE_ROW] = raw_all[SOURCE_ROW].drop(index=bad_rows).astype("int64")
+    parsed[SOURCE_FILE] = raw_all[SOURCE_FILE].astype("str")
+    parsed[SOURCE_ROW] = raw_all[SOURCE_ROW].astype("int64")
+    clean = parsed.drop(index=bad_rows) if len(bad_rows) else parsed  # one take over all columns
     quarantine = _quarantine_rows(raw_all, failures, bad_rows, spec, month)
     log = _file_log(files, clean, quarantine, spec, month)
     return GateResult(clean=clean.reset_index(drop=True), quarantine=quarantine, files=log)
