@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+import sqlalchemy as sa
 
-from qa_pipeline.assets import audits, ingest, metrics
+from qa_pipeline.assets import audits, calibration, disputes, impact, ingest, metrics
 from qa_pipeline.assets.common import QualityConfig, monthly
+from qa_pipeline.domain.months import partition_key, previous_month
+from qa_pipeline.domain.restatement import months_to_restate
+from qa_pipeline.domain.validation import DISPUTES, run_gate
 from qa_pipeline.progress import qa_progress
+from qa_pipeline.schemas import warehouse as wh
 from qa_pipeline.resources.handoff import ParquetHandoff
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.warehouse import Warehouse
@@ -16,7 +21,7 @@ from qa_pipeline.settings import Settings
 
 MONTHLY_JOB = "monthly_quality"
 
-all_assets = dg.load_assets_from_modules([ingest, audits, metrics])
+all_assets = dg.load_assets_from_modules([ingest, audits, metrics, calibration, disputes, impact])
 
 monthly_quality_job = dg.define_asset_job(
     MONTHLY_JOB,
@@ -25,15 +30,41 @@ monthly_quality_job = dg.define_asset_job(
     description="Every monthly asset for one month: gate, clean audits, metrics and reports.",
 )
 
-monthly_schedule = dg.build_schedule_from_partitioned_job(
-    monthly_quality_job,
+@dg.schedule(
     name="monthly_quality_schedule",
-    day_of_month=2,
-    hour_of_day=6,
-    minute_of_hour=0,
-    description="On the 2nd at 06:00 UTC: the month just ended.",
+    job=monthly_quality_job,
+    cron_schedule="0 6 2 * *",
+    execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "On the 2nd at 06:00 UTC: the month just ended, and every earlier month whose audits were "
+        "overturned by disputes resolved in that month (restatements)."
+    ),
 )
+def monthly_quality_schedule(context: dg.ScheduleEvaluationContext, raw_store: RawStore, warehouse: Warehouse):
+    tick = context.scheduled_execution_time
+    month = previous_month(tick.date().replace(day=1))
+    requests = [dg.RunRequest(run_key=f"{month:%Y-%m}@{tick:%Y-%m-%d}", partition_key=partition_key(month))]
+    for restated in restatement_months(raw_store, warehouse, month):
+        requests.append(dg.RunRequest(
+            run_key=f"{restated:%Y-%m}@{tick:%Y-%m-%d}:restatement", partition_key=partition_key(restated),
+            tags={"qa/restatement": "true", "qa/restated_by_disputes_of": f"{month:%Y-%m}"},
+        ))
+    return requests
+
+
+def restatement_months(raw_store: RawStore, warehouse: Warehouse, month) -> list:
+    """Earlier months holding audits overturned by the disputes resolved in `month`."""
+    files = raw_store.read_month("disputes", month, required=False)
+    if not files or not warehouse.has_table("qa_core.audits_clean"):
+        return []
+    new = run_gate(files, DISPUTES, month).clean
+    ids = new.loc[new["outcome"] == "overturned", "audit_id"].drop_duplicates().tolist()
+    if not ids:
+        return []
+    t = wh.audits_clean
+    audit_months = warehouse.read(sa.select(t.c.audit_id, t.c.month).where(t.c.audit_id.in_(ids)))
+    return months_to_restate(new, audit_months, month)
 
 
 def executor() -> dg.ExecutorDefinition:
@@ -57,7 +88,7 @@ def resources(settings: Settings | None = None) -> dict:
 defs = dg.Definitions(
     assets=all_assets,
     jobs=[monthly_quality_job],
-    schedules=[monthly_schedule],
+    schedules=[monthly_quality_schedule],
     resources=resources(),
     executor=executor(),
     loggers={"console": dg.colored_console_logger, "qa_progress": qa_progress},

@@ -18,6 +18,10 @@ EMBEDDED_INSTANCE_YAML = """\
 # root for the production instance on PostgreSQL.
 telemetry:
   enabled: false
+# DuckDB allows one writing process: runs (a schedule tick may request several months) queue
+# and go one at a time.
+run_queue:
+  max_concurrent_runs: 1
 """
 
 

@@ -114,6 +114,7 @@ class SampleSpec:
     moderators_per_site: int = 45
     plant_effects: bool = True
     with_reference_inputs: bool = True
+    with_hatecheck: bool = True
     extra: dict = field(default_factory=dict)
 
 
@@ -139,7 +140,7 @@ def planted_effects(months: list[str]) -> dict:
             "change_id": "PC-HS2-UPDATE",
             "policy": "HS.2",
             "effective_date": effective.isoformat(),
-            "error_multiplier": 2.5,
+            "error_multiplier": 3.0,
             "days": 28,
             "why": "HS.2 definition updated; moderators apply the old one for four weeks",
         },
@@ -329,6 +330,16 @@ def _month_audits(world: _World, month: str, offset: int, rng: np.random.Generat
     wrong_policy = is_error & enforce_truth & (kind >= 0.7)
     alt = pd.Series(policy_m[wrong_policy]).map(_neighbour_policy).to_numpy()
     policy_m[wrong_policy] = alt
+    if "policy_change" in effects:
+        # the old, broader definition: in the window, moderators reach for the changed policy
+        pc = effects["policy_change"]
+        eff = pd.Timestamp(pc["effective_date"], tz="UTC")
+        in_window = ((df.decision_at >= eff) & (df.decision_at < eff + pd.Timedelta(days=pc["days"]))).to_numpy()
+        family = pc["policy"].split(".")[0] + "."
+        misapplied = (in_window & is_error & (action_m != "approve") & (df.policy_auditor != pc["policy"]).to_numpy()
+                      & np.char.startswith(policy_m.astype(str), family) & (rng.random(n) < 0.6))
+        policy_m[misapplied] = pc["policy"]
+        is_error = is_error | misapplied
     df["action_moderator"] = action_m
     df["policy_moderator"] = policy_m
 
@@ -463,6 +474,13 @@ def generate(spec: SampleSpec, out: Path) -> dict:
         assign.to_csv(_mk(out / "experiments" / "assignments.csv"), index=False)
         _disputes(rng, pd.concat(all_audits, ignore_index=True), spec, out)
         _calibration(rng, world, spec, out)
+        if spec.with_hatecheck:
+            from qa_pipeline.refdata import hatecheck_sessions
+
+            ratings, gold = hatecheck_sessions(month_start(spec.months[-1]))
+            folder = out / "calibration" / spec.months[-1]
+            ratings.to_csv(folder / "ratings_hatecheck.csv", index=False)
+            gold.to_csv(folder / "gold_hatecheck.csv", index=False)
     (out / "README.md").write_text(_readme(spec, effects))
     (out / ".sample.json").write_text(json.dumps(summary, default=str, indent=1))
     return summary

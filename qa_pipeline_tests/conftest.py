@@ -16,7 +16,7 @@ from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.warehouse import Warehouse, dispose_engines
 from qa_pipeline.sample_data import SampleSpec, generate
 
-SAMPLE_MONTHS = ["2026-01", "2026-02", "2026-03", "2026-04"]
+SAMPLE_MONTHS = ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"]
 
 VALID_AUDIT = {
     "audit_id": "A-1",
@@ -60,9 +60,10 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
 
 @pytest.fixture(scope="session")
 def sample_raw(tmp_path_factory) -> Path:
-    """Four generated months (read-only: tests that change raw files copy it first)."""
+    """Six generated months with the planted effects (read-only: tests that change raw files copy
+    it first). Spike 2026-04, HS.2 change 2026-03-10, drift from 2026-03, EXP-01 2026-02..05."""
     out = tmp_path_factory.mktemp("sample") / "raw"
-    generate(SampleSpec(months=SAMPLE_MONTHS, audits_per_month=1500, seed=11), out)
+    generate(SampleSpec(months=SAMPLE_MONTHS, audits_per_month=3000, seed=11), out)
     return out
 
 

@@ -6,6 +6,8 @@ import dagster as dg
 import pytest
 
 from qa_pipeline.definitions import MONTHLY_JOB, defs
+from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.warehouse import Warehouse
 
 
 def test_definitions_load():
@@ -35,11 +37,15 @@ def test_the_gate_checks_are_blocking():
     (datetime(2027, 1, 2, 6, 0, tzinfo=UTC), "2026-12-01"),
     (datetime(2026, 3, 2, 6, 0, tzinfo=UTC), "2026-02-01"),
 ])
-def test_the_schedule_requests_the_month_just_ended(tick, partition):
+def test_the_schedule_requests_the_month_just_ended(tmp_path, tick, partition):
     schedule = defs.resolve_schedule_def("monthly_quality_schedule")
     assert schedule.cron_schedule == "0 6 2 * *"
+    assert schedule.execution_timezone == "UTC"
     assert schedule.job_name == MONTHLY_JOB
-    with dg.build_schedule_context(scheduled_execution_time=tick) as context:
+    resources = {"raw_store": RawStore(raw_dir=str(tmp_path / "raw")),
+                 "warehouse": Warehouse(url=f"duckdb:///{tmp_path}/wh.duckdb")}
+    with dg.build_schedule_context(scheduled_execution_time=tick, resources=resources,
+                                   repository_def=defs.get_repository_def()) as context:
         data = schedule.evaluate_tick(context)
     keys = [r.partition_key for r in data.run_requests]
     assert keys == [partition]

@@ -38,3 +38,13 @@ def test_series_redaction_keeps_missing_values_missing():
     assert out.iloc[0] == "a [handle]"
     assert pd.isna(out.iloc[1])
     assert out.iloc[2] == "[phone]"
+
+
+def test_ui_previews_redact_free_text():
+    from qa_pipeline.assets.common import preview
+
+    frame = pd.DataFrame({"audit_id": ["A1", "A2"],
+                          "auditor_comment": ["mail jane@example.com", "call +1 415 555 0123 re @victim_9"]})
+    text = preview(frame).value
+    assert "jane@example.com" not in text and "415 555" not in text and "@victim_9" not in text
+    assert "[email]" in text and "[phone]" in text and "[handle]" in text

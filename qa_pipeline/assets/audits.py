@@ -32,9 +32,9 @@ PREVIEW = ["audit_id", "site", "queue", "moderator_id", "error_type", "policy", 
     ),
 )
 def audits_clean(context: dg.AssetExecutionContext, validated_audits: pd.DataFrame,
-                 roster: pd.DataFrame, warehouse: Warehouse) -> dg.MaterializeResult:
+                 roster: pd.DataFrame, disputes: pd.DataFrame, warehouse: Warehouse) -> dg.MaterializeResult:
     month = partition_month(context)
-    frame = enrich_audits(validated_audits, roster, month)
+    frame = enrich_audits(validated_audits, roster, month, disputes)
     warehouse.replace_partition("qa_core.audits_clean", frame, month)
     errors = int(frame["is_error_final"].sum())
     return dg.MaterializeResult(metadata=table_metadata(
@@ -42,6 +42,7 @@ def audits_clean(context: dg.AssetExecutionContext, validated_audits: pd.DataFra
         audits=len(frame), errors=errors,
         accuracy=1 - errors / len(frame) if len(frame) else None,
         not_on_roster=int(frame["tenure_band"].eq("unknown").sum()),
+        overturned_by_dispute=int(frame["dispute_outcome"].eq("overturned").sum()),
     ))
 
 

@@ -22,7 +22,18 @@ QUARANTINE_SHARE_CHECK = "quarantined_share_within_limit"
 ROWS_ACCOUNTED_CHECK = "every_row_accounted_for"
 
 
-def _write_gate(warehouse: Warehouse, gate: GateResult, input_name: str, month) -> None:
+def gate_snapshot(raw_store: RawStore, warehouse: Warehouse, spec, relative: str, month) -> GateResult | None:
+    """Validate a snapshot input (`policy_changes/policy_changes.csv`, …) for a month's run and
+    record its quarantine; None when the file is absent (the input is optional)."""
+    files = raw_store.read_single(relative, required=False)
+    if not files:
+        return None
+    gate = run_gate(files, spec, month)
+    write_gate(warehouse, gate, spec.name, month)
+    return gate
+
+
+def write_gate(warehouse: Warehouse, gate: GateResult, input_name: str, month) -> None:
     # Quarantine and ingest log describe the latest attempt, also when the gate then fails.
     warehouse.replace_where("qa_core.audits_quarantine", gate.quarantine,
                             month=month, input=input_name)
@@ -77,7 +88,7 @@ def _gate_metadata(gate: GateResult) -> dict:
 def roster(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse):
     month = partition_month(context)
     gate = run_gate(raw_store.read_single("roster/roster.csv"), ROSTER, month)
-    _write_gate(warehouse, gate, "roster", month)
+    write_gate(warehouse, gate, "roster", month)
     yield dg.Output(gate.clean, metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})
     yield _identity_check(gate, "roster")
 
@@ -116,7 +127,7 @@ def validated_audits(context: dg.AssetExecutionContext, raw_store: RawStore, war
     limit = quality_config.thresholds().max_invalid_fraction
     gate = run_gate(raw_store.read_month("audits", month), AUDITS, month,
                     published_ids=_published_ids_before(warehouse, month))
-    _write_gate(warehouse, gate, "audits", month)
+    write_gate(warehouse, gate, "audits", month)
     context.log.info(f"{month:%Y-%m}: {gate.rows_read} rows read, {len(gate.clean)} clean, "
                      f"{len(gate.quarantine)} quarantined ({gate.quarantined_share:.2%})")
     yield dg.Output(gate.clean, metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})

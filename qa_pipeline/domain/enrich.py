@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from qa_pipeline.domain.disputes import latest_outcomes
+
 import numpy as np
 import pandas as pd
 
@@ -34,8 +36,8 @@ def enrich_audits(audits: pd.DataFrame, roster: pd.DataFrame, month: date,
                   disputes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Add the derived columns of `qa_core.audits_clean` to validated audits.
 
-    `disputes` holds `audit_id, outcome` of resolved disputes (latest per audit); an overturned
-    dispute clears the error in `is_error_final`.
+    `disputes` holds validated disputes (`dispute_id, audit_id, resolved_at, outcome`); the latest
+    resolution of an audit counts, and an overturned one clears the error in `is_error_final`.
     """
     df = audits.copy()
     df.insert(0, "month", pd.Timestamp(month))
@@ -50,9 +52,11 @@ def enrich_audits(audits: pd.DataFrame, roster: pd.DataFrame, month: date,
     df["tenure_days"] = (decision_day - hire).dt.days.astype("Int64")
     df["tenure_band"] = tenure_band(df["tenure_days"].astype("float64"))
     if disputes is not None and len(disputes):
-        outcome = disputes.drop_duplicates("audit_id", keep="last").set_index("audit_id")["outcome"]
-        df["dispute_outcome"] = df["audit_id"].map(outcome).astype("str")
+        latest = latest_outcomes(disputes).set_index("audit_id")
+        df["dispute_outcome"] = df["audit_id"].map(latest["outcome"]).astype("str")
+        df["dispute_resolved_at"] = df["audit_id"].map(latest["resolved_at"]).astype("datetime64[us, UTC]")
     else:
         df["dispute_outcome"] = pd.Series(pd.NA, index=df.index, dtype="str")
+        df["dispute_resolved_at"] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[us, UTC]")
     df["is_error_final"] = df["is_error"] & ~df["dispute_outcome"].eq("overturned").fillna(False)
     return df

@@ -72,7 +72,8 @@ class InputSpec:
     dates: Sequence[str] = ()
     numbers: Sequence[str] = ()
     optional: dict | None = None
-    unique_key: str | None = None
+    unique_key: str | tuple[str, ...] | None = None
+    folder_month_column: str | None = None  # rows must fall in their folder's month
 
 
 AUDITS = InputSpec(
@@ -83,6 +84,50 @@ AUDITS = InputSpec(
     numbers=raw_schemas.AUDIT_NUMBERS,
     optional=raw_schemas.AUDIT_OPTIONAL,
     unique_key="audit_id",
+    folder_month_column="audited_at",
+)
+CALIBRATION_RATINGS = InputSpec(
+    name="calibration_ratings",
+    model=raw_schemas.CalibrationRating,
+    columns=list(raw_schemas.CalibrationRating.to_schema().columns),
+    dates=["session_date"],
+    unique_key=("session_id", "case_id", "rater_id"),
+)
+CALIBRATION_GOLD = InputSpec(
+    name="calibration_gold",
+    model=raw_schemas.CalibrationGold,
+    columns=list(raw_schemas.CalibrationGold.to_schema().columns),
+    unique_key=("session_id", "case_id"),
+)
+DISPUTES = InputSpec(
+    name="disputes",
+    model=raw_schemas.DisputeRecord,
+    columns=list(raw_schemas.DisputeRecord.to_schema().columns),
+    timestamps=["disputed_at", "resolved_at"],
+    unique_key="dispute_id",
+    folder_month_column="resolved_at",
+)
+POLICY_CHANGES = InputSpec(
+    name="policy_changes",
+    model=raw_schemas.PolicyChange,
+    columns=list(raw_schemas.PolicyChange.to_schema().columns),
+    dates=["effective_date"],
+    unique_key="change_id",
+)
+EXPERIMENTS = InputSpec(
+    name="experiments",
+    model=raw_schemas.Experiment,
+    columns=list(raw_schemas.Experiment.to_schema().columns),
+    dates=["start_date", "end_date"],
+    numbers=["treatment_share"],
+    optional={"treatment_share": "0.5"},
+    unique_key="experiment_id",
+)
+ASSIGNMENTS = InputSpec(
+    name="assignments",
+    model=raw_schemas.Assignment,
+    columns=list(raw_schemas.Assignment.to_schema().columns),
+    unique_key=("experiment_id", "moderator_id"),
 )
 ROSTER = InputSpec(
     name="roster",
@@ -200,25 +245,30 @@ def pandera_failures(parsed: pd.DataFrame, model: type[pa.DataFrameModel]) -> pd
     return pd.DataFrame(rows, columns=["row", "column", "rule", "reason"])
 
 
-def _folder_month_failures(parsed: pd.DataFrame, month: date) -> pd.DataFrame:
+def _folder_month_failures(parsed: pd.DataFrame, column: str | None, month: date | None) -> pd.DataFrame:
+    if column is None or month is None:
+        return _concat_failures([])
     start = pd.Timestamp(month, tz="UTC")
     end = pd.Timestamp(next_month(month), tz="UTC")
-    ts = parsed["audited_at"]
+    ts = parsed[column]
     bad = ts.notna() & ((ts < start) | (ts >= end))
     return pd.DataFrame({
-        "row": parsed.index[bad], "column": "audited_at", "rule": "audited_at:in_folder_month",
-        "reason": [f"audited_at {t.isoformat()} is outside the folder month {month:%Y-%m}" for t in ts[bad]],
+        "row": parsed.index[bad], "column": column, "rule": f"{column}:in_folder_month",
+        "reason": [f"{column} {t.isoformat()} is outside the folder month {month:%Y-%m}" for t in ts[bad]],
     })
 
 
-def _duplicate_failures(parsed: pd.DataFrame, key: str | None) -> pd.DataFrame:
+def _duplicate_failures(parsed: pd.DataFrame, key: str | tuple[str, ...] | None) -> pd.DataFrame:
     """Later copies of a key (files in name order, rows in file order); the first is kept."""
     if key is None:
         return _concat_failures([])
-    dup = parsed[key].notna() & parsed[key].duplicated(keep="first")
+    cols = [key] if isinstance(key, str) else list(key)
+    name = "+".join(cols)
+    dup = parsed[cols].notna().all(axis=1) & parsed.duplicated(subset=cols, keep="first")
+    shown = parsed.loc[dup, cols].astype("str").agg("/".join, axis=1) if dup.any() else []
     return pd.DataFrame({
-        "row": parsed.index[dup], "column": key, "rule": f"{key}:duplicate",
-        "reason": [f"{key} {v!r} repeats an earlier row (the first read is kept)" for v in parsed[key][dup]],
+        "row": parsed.index[dup], "column": cols[0], "rule": f"{name}:duplicate",
+        "reason": [f"{name} {v!r} repeats an earlier row (the first read is kept)" for v in shown],
     })
 
 
@@ -238,8 +288,15 @@ def run_gate(
     spec: InputSpec,
     month: date,
     published_ids: pd.Series | None = None,
+    folder_month: date | None = None,
 ) -> GateResult:
-    """Validate all files of one input for one month, in file-name order."""
+    """Validate all files of one input for one month, in file-name order.
+
+    `month` labels the quarantine rows; `folder_month` (default: `month` for inputs whose rows
+    must fall in their folder's month) is the month those rows are checked against.
+    """
+    if folder_month is None and spec.folder_month_column:
+        folder_month = month
     files = sorted(files, key=lambda f: f.path)
     for f in files:
         check_columns(f, spec)
@@ -254,9 +311,10 @@ def run_gate(
         key = set(zip(parse_fail["row"], parse_fail["column"], strict=True))
         redundant = [(r, c) in key for r, c in zip(model_fail["row"], model_fail["column"], strict=True)]
         model_fail = model_fail[~pd.Series(redundant, index=model_fail.index)]
-    extra = [_duplicate_failures(parsed, spec.unique_key)]
+    extra = [_duplicate_failures(parsed, spec.unique_key),
+             _folder_month_failures(parsed, spec.folder_month_column, folder_month)]
     if spec is AUDITS:
-        extra += [_folder_month_failures(parsed, month), _published_failures(parsed, published_ids)]
+        extra.append(_published_failures(parsed, published_ids))
     failures = _concat_failures([parse_fail, model_fail, *extra])
     bad_rows = pd.Index(failures["row"].unique()).sort_values()
     parsed[SOURCE_FILE] = raw_all[SOURCE_FILE].astype("str")

@@ -128,3 +128,99 @@ AUDIT_COLUMNS = list(AuditRecord.to_schema().columns)
 
 ROSTER_DATES = ["hire_date"]
 ROSTER_COLUMNS = list(RosterRecord.to_schema().columns)
+
+
+class CalibrationRating(pa.DataFrameModel):
+    """One rater's answer on one case of a calibration session."""
+
+    session_id: Series[str] = pa.Field(nullable=False)
+    session_date: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
+    queue: Series[str] = pa.Field(str_matches=QUEUE_PATTERN)
+    case_id: Series[str] = pa.Field(nullable=False)
+    rater_id: Series[str] = pa.Field(nullable=False)
+    rater_role: Series[str] = pa.Field(isin=["auditor", "moderator"])
+    action: Series[str] = pa.Field(isin=ACTIONS, nullable=True)
+    policy: Series[str] = pa.Field(str_matches=POLICY_PATTERN, nullable=True)
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class CalibrationGold(pa.DataFrameModel):
+    """The policy expert's answer per session case."""
+
+    session_id: Series[str] = pa.Field(nullable=False)
+    case_id: Series[str] = pa.Field(nullable=False)
+    gold_action: Series[str] = pa.Field(isin=ACTIONS)
+    gold_policy: Series[str] = pa.Field(str_matches=POLICY_PATTERN)
+
+    @pa.dataframe_check(name="gold_approve_iff_policy_none",
+                        error="gold_action is approve exactly when gold_policy is NONE")
+    def _approve_none(cls, df: pd.DataFrame) -> Series[bool]:
+        return ((df["gold_action"] == "approve") == (df["gold_policy"] == "NONE")).fillna(True)
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class DisputeRecord(pa.DataFrameModel):
+    """A moderator's dispute of an audit result, once resolved."""
+
+    dispute_id: Series[str] = pa.Field(nullable=False)
+    audit_id: Series[str] = pa.Field(nullable=False)
+    disputed_at: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
+    resolved_at: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
+    reason: Series[str] = pa.Field(nullable=True)
+    outcome: Series[str] = pa.Field(isin=["upheld", "overturned"])
+
+    @pa.dataframe_check(name="resolved_after_disputed", error="resolved_at is before disputed_at")
+    def _resolved_after(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["resolved_at"] >= df["disputed_at"]) | df["resolved_at"].isna() | df["disputed_at"].isna()
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class PolicyChange(pa.DataFrameModel):
+    change_id: Series[str] = pa.Field(nullable=False)
+    policy: Series[str] = pa.Field(str_matches=r"^[A-Z]{2,4}\.\d{1,3}$")
+    effective_date: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
+    change_type: Series[str] = pa.Field(isin=["new", "update", "clarification", "retirement"])
+    summary: Series[str] = pa.Field(nullable=True)
+    queues: Series[str] = pa.Field(str_matches=r"^(\*|[a-z0-9_]+(;[a-z0-9_]+)*)$")
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class Experiment(pa.DataFrameModel):
+    experiment_id: Series[str] = pa.Field(nullable=False)
+    name: Series[str] = pa.Field(nullable=False)
+    hypothesis: Series[str] = pa.Field(nullable=True)
+    owner: Series[str] = pa.Field(nullable=True)
+    start_date: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
+    end_date: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
+    primary_metric: Series[str] = pa.Field(isin=["accuracy", "critical_error_rate", "handle_time_s"])
+    treatment_share: Series[float] = pa.Field(gt=0, lt=1)
+
+    @pa.dataframe_check(name="end_after_start", error="end_date is before start_date")
+    def _end_after_start(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["end_date"] >= df["start_date"]) | df["end_date"].isna() | df["start_date"].isna()
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class Assignment(pa.DataFrameModel):
+    experiment_id: Series[str] = pa.Field(nullable=False)
+    moderator_id: Series[str] = pa.Field(nullable=False)
+    arm: Series[str] = pa.Field(isin=["control", "treatment"])
+
+    class Config:
+        strict = False
+        coerce = False

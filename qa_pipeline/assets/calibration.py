@@ -1,0 +1,63 @@
+"""Calibration sessions: agreement per session and label, raters against gold."""
+
+import dagster as dg
+
+from qa_pipeline.assets.common import (
+    QUALITY_TEAM,
+    WAREHOUSE_POOL,
+    QualityConfig,
+    monthly,
+    partition_month,
+    table_metadata,
+    warehouse_kind,
+)
+from qa_pipeline.assets.ingest import write_gate
+from qa_pipeline.domain import calibration
+from qa_pipeline.domain.validation import CALIBRATION_GOLD, CALIBRATION_RATINGS, run_gate
+from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.warehouse import Warehouse
+
+AGREEMENT = dg.AssetSpec(
+    "calibration_agreement", group_name="calibration", owners=[QUALITY_TEAM],
+    kinds={"pandas", "krippendorff", warehouse_kind()}, partitions_def=monthly,
+    description=("Agreement of each calibration session on action and policy: percent agreement, "
+                 "Fleiss' kappa (Gwet's form for a varying number of raters), Krippendorff's alpha, "
+                 "Gwet's AC1 and accuracy against the gold answer. Sessions come from "
+                 "`calibration/YYYY-MM/ratings*.csv` and `gold*.csv`, validated like audits."),
+)
+RATER_SCORES = dg.AssetSpec(
+    "calibration_rater_scores", group_name="calibration", owners=[QUALITY_TEAM],
+    kinds={"pandas", warehouse_kind()}, partitions_def=monthly,
+    description=("Each rater's accuracy against gold per session (action, policy, both); raters "
+                 "under `min_gold_accuracy` are flagged. Restricted (person-level)."),
+)
+
+
+@dg.multi_asset(specs=[AGREEMENT, RATER_SCORES], partitions_def=monthly, pool=WAREHOUSE_POOL)
+def calibration_sessions(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
+                         quality_config: QualityConfig):
+    month = partition_month(context)
+    ratings_gate = run_gate(raw_store.read_month("calibration", month, "ratings", required=False),
+                            CALIBRATION_RATINGS, month)
+    gold_gate = run_gate(raw_store.read_month("calibration", month, "gold", required=False),
+                         CALIBRATION_GOLD, month)
+    write_gate(warehouse, ratings_gate, CALIBRATION_RATINGS.name, month)
+    write_gate(warehouse, gold_gate, CALIBRATION_GOLD.name, month)
+    agreement = calibration.calibration_agreement(ratings_gate.clean, gold_gate.clean, month)
+    scores = calibration.rater_scores(ratings_gate.clean, gold_gate.clean, month,
+                                      quality_config.thresholds().min_gold_accuracy)
+    warehouse.replace_partition("qa_reporting.calibration_agreement", agreement, month)
+    warehouse.replace_partition("qa_core.calibration_rater_scores", scores, month)
+    action = agreement[agreement.label == "action"]
+    yield dg.MaterializeResult(asset_key="calibration_agreement", metadata=table_metadata(
+        "qa_reporting.calibration_agreement", agreement,
+        ["session_id", "label", "raters", "cases", "percent_agreement", "fleiss_kappa", "gwet_ac1"],
+        sessions=int(agreement.session_id.nunique()),
+        median_action_kappa=float(action.fleiss_kappa.median()) if len(action) else None,
+        ratings_quarantined=len(ratings_gate.quarantine),
+    ))
+    yield dg.MaterializeResult(asset_key="calibration_rater_scores", metadata=table_metadata(
+        "qa_core.calibration_rater_scores", scores,
+        ["session_id", "rater_id", "cases_rated", "accuracy_vs_gold", "below_threshold"],
+        raters_below_threshold=int(scores.below_threshold.sum()),
+    ))

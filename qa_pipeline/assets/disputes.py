@@ -1,0 +1,86 @@
+"""Disputes: validated, folded into audits_clean, and summarised."""
+
+import dagster as dg
+import pandas as pd
+
+from qa_pipeline.assets.audits import audits_clean, read_month
+from qa_pipeline.assets.common import (
+    DATA_ENGINEERING,
+    QUALITY_TEAM,
+    WAREHOUSE_POOL,
+    monthly,
+    partition_month,
+    table_metadata,
+    warehouse_kind,
+)
+from qa_pipeline.assets.ingest import write_gate
+from qa_pipeline.domain import disputes as dispute_logic
+from qa_pipeline.domain.months import month_start
+from qa_pipeline.domain.validation import DISPUTES, SOURCE_FILE, run_gate
+from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.warehouse import Warehouse
+
+
+def validated_disputes(raw_store: RawStore, warehouse: Warehouse | None = None) -> pd.DataFrame:
+    """Every dispute folder on disk through the gate (each folder against its own month)."""
+    frames = []
+    for folder in raw_store.available_months("disputes"):
+        folder_month = month_start(folder)
+        gate = run_gate(raw_store.read_month("disputes", folder_month, required=False), DISPUTES, folder_month)
+        if warehouse is not None:
+            write_gate(warehouse, gate, DISPUTES.name, folder_month)
+        frames.append(gate.clean.assign(month=pd.Timestamp(folder_month)))
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="str") for c in
+                             ["month", "dispute_id", "audit_id", "disputed_at", "resolved_at", "reason",
+                              "outcome", SOURCE_FILE]})
+    return pd.concat(frames, ignore_index=True)
+
+
+@dg.asset(
+    partitions_def=monthly,
+    group_name="ingest",
+    owners=[DATA_ENGINEERING],
+    kinds={"pandas", "pandera", warehouse_kind()},
+    pool=WAREHOUSE_POOL,
+    io_manager_key="handoff",
+    description=(
+        "Every resolved dispute known at run time (`disputes/YYYY-MM/*.csv`, folder month = month "
+        "of resolved_at), validated folder by folder. Re-running an earlier month therefore picks "
+        "up disputes resolved since, which is how a month is restated. Rewrites `qa_core.disputes`."
+    ),
+)
+def disputes(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse) -> dg.Output:
+    frame = validated_disputes(raw_store, warehouse)
+    warehouse.replace_all("qa_core.disputes", frame)
+    return dg.Output(frame, metadata=table_metadata(
+        "qa_core.disputes", frame, ["month", "dispute_id", "audit_id", "outcome"],
+        overturned=int(frame["outcome"].eq("overturned").sum()),
+    ))
+
+
+@dg.asset(
+    partitions_def=monthly,
+    group_name="disputes",
+    owners=[QUALITY_TEAM],
+    kinds={"pandas", warehouse_kind()},
+    pool=WAREHOUSE_POOL,
+    deps=[audits_clean],
+    description=(
+        "Dispute and overturn rates of the month's audits, overall and per site, queue and auditor "
+        "(a high overturn rate is a grader-quality signal), and the audits restated: overturned by "
+        "a dispute resolved after the month ended."
+    ),
+)
+def dispute_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    month = partition_month(context)
+    frame = dispute_logic.dispute_metrics(read_month(warehouse, month), month)
+    warehouse.replace_partition("qa_reporting.dispute_metrics", frame, month)
+    overall = frame[frame.dimension == "overall"]
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_reporting.dispute_metrics", frame,
+        ["dimension", "segment", "audits", "disputed", "overturned", "overturn_rate"],
+        dispute_rate=float(overall.dispute_rate.iloc[0]) if len(overall) else None,
+        overturn_rate=float(overall.overturn_rate.iloc[0]) if len(overall) else None,
+        restated_audits=int(overall.restated_audits.iloc[0]) if len(overall) else 0,
+    ))

@@ -1,0 +1,133 @@
+"""Policy-change impact and experiment readouts, recomputed at every monthly run from all
+published audits, and next month's sampling plan."""
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from qa_pipeline.assets.audits import audits_clean
+from qa_pipeline.assets.common import (
+    QUALITY_TEAM,
+    WAREHOUSE_POOL,
+    QualityConfig,
+    monthly,
+    partition_month,
+    table_metadata,
+    warehouse_kind,
+)
+from qa_pipeline.assets.ingest import gate_snapshot
+from qa_pipeline.domain.experiments import experiment_readout as readout
+from qa_pipeline.domain.months import month_start, next_month, previous_month
+from qa_pipeline.domain.policy_impact import policy_change_impact as impact
+from qa_pipeline.domain.sampling_plan import sampling_plan as plan
+from qa_pipeline.domain.validation import ASSIGNMENTS, EXPERIMENTS, POLICY_CHANGES
+from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.warehouse import Warehouse
+from qa_pipeline.schemas import warehouse as wh
+
+AUDIT_FIELDS = ["month", "decision_at", "queue", "site", "moderator_id", "policy_moderator", "policy_auditor",
+                "is_error_final", "is_critical", "handle_time_s", "sampling_weight"]
+
+
+def published_audits(warehouse: Warehouse, months=None) -> pd.DataFrame:
+    t = wh.audits_clean
+    stmt = sa.select(*[t.c[c] for c in AUDIT_FIELDS])
+    if months is not None:
+        stmt = stmt.where(t.c.month.in_(list(months)))
+    return warehouse.read(stmt)
+
+
+def published_months(warehouse: Warehouse) -> set:
+    t = wh.audits_clean
+    months = warehouse.read(sa.select(t.c.month).distinct())
+    return {month_start(pd.Timestamp(m).date()) for m in months["month"]}
+
+
+@dg.asset(
+    partitions_def=monthly,
+    group_name="impact",
+    owners=[QUALITY_TEAM],
+    kinds={"pandas", "statsmodels", warehouse_kind()},
+    pool=WAREHOUSE_POOL,
+    deps=[audits_clean],
+    description=(
+        "Each policy change of `policy_changes.csv`: error rates of the audits involving the policy "
+        "28 days before vs after (by decision_at), the difference with its Newcombe interval and "
+        "z-test p-value, a difference-in-differences against unaffected queues, and `flagged` when "
+        "errors rose significantly. `pending` until its windows are published. Whole table."
+    ),
+)
+def policy_change_impact(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
+                         quality_config: QualityConfig) -> dg.MaterializeResult:
+    month = partition_month(context)
+    t = quality_config.thresholds()
+    gate = gate_snapshot(raw_store, warehouse, POLICY_CHANGES, "policy_changes/policy_changes.csv", month)
+    changes = gate.clean if gate is not None else pd.DataFrame(columns=POLICY_CHANGES.columns)
+    frame = impact(published_audits(warehouse), changes, published_months(warehouse),
+                   window_days=t.policy_window_days, alpha=t.alert_q)
+    warehouse.replace_all("qa_reporting.policy_change_impact", frame)
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_reporting.policy_change_impact", frame,
+        ["change_id", "policy", "status", "error_rate_before", "error_rate_after", "p_value", "flagged"],
+        changes=len(frame), flagged=int(frame["flagged"].sum()),
+    ))
+
+
+@dg.asset(
+    partitions_def=monthly,
+    group_name="impact",
+    owners=[QUALITY_TEAM],
+    kinds={"pandas", "scipy", warehouse_kind()},
+    pool=WAREHOUSE_POOL,
+    deps=[audits_clean],
+    description=(
+        "Each experiment of `experiments.csv` read out on moderator-level units: the primary metric "
+        "per moderator over the window, Welch's t-test and 95 % interval, relative lift, sample-ratio "
+        "mismatch against `treatment_share`, the MDE at 80 % power, and a decision (ship, "
+        "do_not_ship, inconclusive, invalid_srm) with a one-sentence reason. Whole table."
+    ),
+)
+def experiment_readout(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
+                       quality_config: QualityConfig) -> dg.MaterializeResult:
+    month = partition_month(context)
+    t = quality_config.thresholds()
+    exps = gate_snapshot(raw_store, warehouse, EXPERIMENTS, "experiments/experiments.csv", month)
+    arms = gate_snapshot(raw_store, warehouse, ASSIGNMENTS, "experiments/assignments.csv", month)
+    experiments = exps.clean if exps is not None else pd.DataFrame(columns=EXPERIMENTS.columns)
+    assignments = arms.clean if arms is not None else pd.DataFrame(columns=ASSIGNMENTS.columns)
+    frame = readout(published_audits(warehouse), experiments, assignments, published_months(warehouse),
+                    alpha=t.alert_q, srm_alpha=t.srm_alpha)
+    warehouse.replace_all("qa_reporting.experiment_readout", frame)
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_reporting.experiment_readout", frame,
+        ["experiment_id", "status", "metric", "diff", "p_value", "decision"],
+        experiments=len(frame), ship=int(frame["decision"].eq("ship").sum()),
+    ))
+
+
+@dg.asset(
+    partitions_def=monthly,
+    group_name="planning",
+    owners=[QUALITY_TEAM],
+    kinds={"pandas", "scipy", warehouse_kind()},
+    pool=WAREHOUSE_POOL,
+    deps=[audits_clean],
+    description=(
+        "Audits needed next month per site × queue for a ±`margin` 95 % interval on accuracy, at the "
+        "stratum's error rate over the last three published months, with the finite-population "
+        "correction on the decision volume estimated from sampling weights. Written under the "
+        "month after the partition."
+    ),
+)
+def sampling_plan(context: dg.AssetExecutionContext, warehouse: Warehouse,
+                  quality_config: QualityConfig) -> dg.MaterializeResult:
+    month = partition_month(context)
+    recent_months = [previous_month(previous_month(month)), previous_month(month), month]
+    frame = plan(published_audits(warehouse, recent_months), next_month(month),
+                 quality_config.thresholds().margin)
+    warehouse.replace_partition("qa_reporting.sampling_plan", frame, next_month(month))
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_reporting.sampling_plan", frame,
+        ["site", "queue", "recent_error_rate", "recommended_audits"],
+        recommended_audits=int(frame["recommended_audits"].sum()) if len(frame) else 0,
+    ))

@@ -1,0 +1,104 @@
+"""Experiment readouts: moderator-level units, Welch's test, SRM, MDE and a decision with a reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from qa_pipeline.domain.months import month_start, next_month
+from qa_pipeline.stats.experiments import minimum_detectable_effect, srm_p_value, welch
+
+HIGHER_IS_BETTER = {"accuracy": True, "critical_error_rate": False, "handle_time_s": False}
+UNITS = {"accuracy": "pp", "critical_error_rate": "pp", "handle_time_s": "s"}
+
+READOUT_COLUMNS = [
+    "experiment_id", "name", "status", "metric", "start_date", "end_date", "assigned_control",
+    "assigned_treatment", "n_control", "n_treatment", "mean_control", "mean_treatment", "diff",
+    "ci_low", "ci_high", "p_value", "relative_lift", "srm_p_value", "mde", "decision", "reason",
+]
+
+
+def unit_metrics(audits: pd.DataFrame, start, end) -> pd.DataFrame:
+    """Per moderator over [start, end] by decision day: accuracy, critical error rate, handle time."""
+    day = audits["decision_at"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
+    window = audits[(day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))]
+    window = window.assign(
+        error=window["is_error_final"].astype(float),
+        critical=(window["is_error_final"] & window["is_critical"]).astype(float),
+    )
+    g = window.groupby("moderator_id")
+    out = pd.DataFrame({
+        "audits": g.size(),
+        "accuracy": 1 - g["error"].mean(),
+        "critical_error_rate": g["critical"].mean(),
+        "handle_time_s": g["handle_time_s"].mean(),
+    })
+    return out.reset_index()
+
+
+def _fmt(value: float, metric: str) -> str:
+    if metric == "handle_time_s":
+        return f"{value:+.1f} s"
+    return f"{value * 100:+.2f} pp"
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _decide(metric, res, srm_p, status, alpha, srm_alpha, share, assigned_t, assigned_total, mde):
+    if np.isfinite(srm_p) and srm_p < srm_alpha:
+        actual = assigned_t / assigned_total if assigned_total else float("nan")
+        return "invalid_srm", (f"Assignment is {actual:.0%} treatment against a planned {share:.0%} "
+                               f"(SRM {_p(srm_p)}): the split is broken, so the result cannot be trusted; "
+                               f"fix the assignment and rerun.")
+    if not np.isfinite(res.p_value):
+        return "inconclusive", "Too few moderators with audits in one arm to compare."
+    span = f"{_fmt(res.diff, metric)} (95 % CI {_fmt(res.ci_low, metric)} to {_fmt(res.ci_high, metric)}; {_p(res.p_value)})"
+    pending = " Provisional: the window is not fully published yet." if status == "pending" else ""
+    if res.p_value < alpha:
+        better = (res.diff > 0) == HIGHER_IS_BETTER[metric]
+        if better:
+            return "ship", f"Treatment improved {metric} by {span}: ship.{pending}"
+        return "do_not_ship", f"Treatment worsened {metric} by {span}: do not ship.{pending}"
+    return "inconclusive", (f"No significant change in {metric}: {span}; the test could detect "
+                            f"{_fmt(mde, metric).lstrip('+')} at 80 % power.{pending}")
+
+
+def experiment_readout(audits: pd.DataFrame, experiments: pd.DataFrame, assignments: pd.DataFrame,
+                       published_months: set, alpha: float = 0.05, srm_alpha: float = 0.001) -> pd.DataFrame:
+    """`qa_reporting.experiment_readout`, one row per experiment."""
+    rows = []
+    for ex in experiments.itertuples(index=False):
+        start = pd.Timestamp(ex.start_date).tz_localize(None) if pd.Timestamp(ex.start_date).tzinfo else pd.Timestamp(ex.start_date)
+        end = pd.Timestamp(ex.end_date).tz_localize(None) if pd.Timestamp(ex.end_date).tzinfo else pd.Timestamp(ex.end_date)
+        months, m = [], month_start(start.date())
+        while m <= end.date():
+            months.append(m)
+            m = next_month(m)
+        status = "complete" if all(m in published_months for m in months) else "pending"
+        arms = assignments[assignments["experiment_id"] == ex.experiment_id]
+        assigned = arms["arm"].value_counts()
+        a_c, a_t = int(assigned.get("control", 0)), int(assigned.get("treatment", 0))
+        units = unit_metrics(audits, start, end).merge(arms[["moderator_id", "arm"]], on="moderator_id")
+        metric = ex.primary_metric
+        values = units.dropna(subset=[metric])
+        c = values.loc[values["arm"] == "control", metric].to_numpy()
+        t = values.loc[values["arm"] == "treatment", metric].to_numpy()
+        res = welch(c, t, alpha=alpha)
+        pooled_sd = float(np.sqrt(((len(c) - 1) * c.var(ddof=1) + (len(t) - 1) * t.var(ddof=1)) / (len(c) + len(t) - 2))) \
+            if len(c) > 1 and len(t) > 1 else float("nan")
+        mde = minimum_detectable_effect(len(c), len(t), pooled_sd, alpha=alpha)
+        srm_p = srm_p_value(a_c, a_t, float(ex.treatment_share))
+        decision, reason = _decide(metric, res, srm_p, status, alpha, srm_alpha, float(ex.treatment_share),
+                                   a_t, a_c + a_t, mde)
+        lift = res.diff / res.mean_control if res.mean_control not in (0, 0.0) and np.isfinite(res.mean_control) else np.nan
+        rows.append({
+            "experiment_id": ex.experiment_id, "name": ex.name, "status": status, "metric": metric,
+            "start_date": start, "end_date": end, "assigned_control": a_c, "assigned_treatment": a_t,
+            "n_control": len(c), "n_treatment": len(t), "mean_control": res.mean_control,
+            "mean_treatment": res.mean_treatment, "diff": res.diff, "ci_low": res.ci_low,
+            "ci_high": res.ci_high, "p_value": res.p_value, "relative_lift": lift, "srm_p_value": srm_p,
+            "mde": mde, "decision": decision, "reason": reason,
+        })
+    return pd.DataFrame(rows, columns=READOUT_COLUMNS)
