@@ -7,7 +7,9 @@ import os
 import dagster as dg
 import sqlalchemy as sa
 
-from qa_pipeline.assets import audits, calibration, disputes, impact, ingest, metrics
+from qa_pipeline.assets import analysis, audits, calibration, disputes, impact, ingest, metrics
+from qa_pipeline.assets import quality_gates as gates
+from qa_pipeline.assets.quality_gates import gx_checks
 from qa_pipeline.assets.common import QualityConfig, monthly
 from qa_pipeline.domain.months import partition_key, previous_month
 from qa_pipeline.domain.restatement import months_to_restate
@@ -15,13 +17,14 @@ from qa_pipeline.domain.validation import DISPUTES, run_gate
 from qa_pipeline.progress import qa_progress
 from qa_pipeline.schemas import warehouse as wh
 from qa_pipeline.resources.handoff import ParquetHandoff
+from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.warehouse import Warehouse
 from qa_pipeline.settings import Settings
 
 MONTHLY_JOB = "monthly_quality"
 
-all_assets = dg.load_assets_from_modules([ingest, audits, metrics, calibration, disputes, impact])
+all_assets = dg.load_assets_from_modules([ingest, audits, metrics, calibration, disputes, impact, analysis, gates])
 
 monthly_quality_job = dg.define_asset_job(
     MONTHLY_JOB,
@@ -82,11 +85,14 @@ def resources(settings: Settings | None = None) -> dict:
         "raw_store": RawStore(raw_dir=str(settings.raw_dir)),
         "handoff": ParquetHandoff(base_dir=str(settings.dagster_home / "storage" / "handoff")),
         "quality_config": QualityConfig(),
+        "quality_gates": QualityGates(project_dir=str(settings.dagster_home / "gx"),
+                                      docs_dir=str(settings.reports_dir / "data_docs")),
     }
 
 
 defs = dg.Definitions(
     assets=all_assets,
+    asset_checks=gx_checks,
     jobs=[monthly_quality_job],
     schedules=[monthly_quality_schedule],
     resources=resources(),

@@ -123,7 +123,9 @@ def planted_effects(months: list[str]) -> dict:
     if len(months) < 4:
         return {}
     spike = months[-3]
-    change_month = month_start(months[-4])
+    # the policy change sits a month before the drift and two before the spike, so that no planted
+    # effect confounds another (its 28-day window ends before the spike month's baseline)
+    change_month = month_start(months[-5] if len(months) >= 5 else months[-4])
     effective = change_month + timedelta(days=9)
     exp_start = month_start(months[-5] if len(months) >= 5 else months[0])
     exp_end = next_month(month_start(months[-2])) - timedelta(days=1)
@@ -132,7 +134,7 @@ def planted_effects(months: list[str]) -> dict:
             "month": spike,
             "site": "BPO-B Kuala Lumpur",
             "queue": "hate_speech",
-            "error_multiplier": 3.0,
+            "error_multiplier": 4.0,
             "handle_time_multiplier": 0.7,
             "why": "a new BPO-B cohort put on hate speech without the refresher; handle time drops",
         },
@@ -147,7 +149,7 @@ def planted_effects(months: list[str]) -> dict:
         "drift_auditor": {
             "auditor_id": "AUD-07",
             "from_month": months[-4],
-            "false_flag_rate": 0.08,
+            "false_flag_rate": 0.20,
             "why": "flags correct decisions as errors (grader over-strictness); many are overturned",
         },
         "experiment": {

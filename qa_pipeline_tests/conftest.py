@@ -12,6 +12,7 @@ import pytest
 
 from qa_pipeline.assets.common import QualityConfig
 from qa_pipeline.resources.handoff import ParquetHandoff
+from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.warehouse import Warehouse, dispose_engines
 from qa_pipeline.sample_data import SampleSpec, generate
@@ -61,7 +62,7 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
 @pytest.fixture(scope="session")
 def sample_raw(tmp_path_factory) -> Path:
     """Six generated months with the planted effects (read-only: tests that change raw files copy
-    it first). Spike 2026-04, HS.2 change 2026-03-10, drift from 2026-03, EXP-01 2026-02..05."""
+    it first). Spike 2026-04, HS.2 change 2026-02-10, drift from 2026-03, EXP-01 2026-02..05."""
     out = tmp_path_factory.mktemp("sample") / "raw"
     generate(SampleSpec(months=SAMPLE_MONTHS, audits_per_month=3000, seed=11), out)
     return out
@@ -94,13 +95,14 @@ class Pipeline:
             "raw_store": RawStore(raw_dir=str(self.raw_dir)),
             "handoff": ParquetHandoff(base_dir=str(self.tmp / "handoff")),
             "quality_config": QualityConfig(overrides=self.overrides),
+            "quality_gates": QualityGates(project_dir=str(self.tmp / "gx"), docs_dir=str(self.tmp / "reports" / "data_docs")),
         }
 
     def run(self, month: str, assets=None, raise_on_error: bool = False):
-        from qa_pipeline.definitions import all_assets
+        from qa_pipeline.definitions import all_assets, gx_checks
 
         return dg.materialize(
-            assets or all_assets,
+            assets or [*all_assets, *gx_checks],
             partition_key=f"{month}-01",
             resources=self.resources(),
             instance=self.instance,

@@ -63,7 +63,7 @@ def published(tmp_path_factory, sample_raw):
     from qa_pipeline_tests.conftest import Pipeline
 
     p = Pipeline(tmp_path_factory.mktemp("impact"), sample_raw)
-    for month in ("2026-02", "2026-03", "2026-04", "2026-05"):
+    for month in ("2026-01", "2026-02", "2026-03", "2026-04", "2026-05"):
         assert p.run(month).success
     yield p
     dispose_engines()

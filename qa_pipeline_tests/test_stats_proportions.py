@@ -41,3 +41,9 @@ def test_no_audits_gives_no_interval_and_no_rate():
     lo, hi = wilson_interval([0], [0])
     assert np.isnan(lo[0]) and np.isnan(hi[0])
     assert np.isnan(safe_rate([0], [0])[0])
+
+
+def test_wilson_bounds_are_exact_at_the_edges():
+    lo, hi = wilson_interval([0, 7], [7, 7])
+    assert lo[0] == 0.0 and hi[1] == 1.0
+    assert hi[0] < 1.0 and lo[1] > 0.0

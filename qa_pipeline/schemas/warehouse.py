@@ -292,6 +292,98 @@ sampling_plan = _table(
 )
 
 
+error_trends = _table(
+    REPORTING,
+    "error_trends",
+    _month(),
+    _c("dimension", Text),
+    _c("segment", Text),
+    _c("audits", BigInteger),
+    _c("errors", BigInteger),
+    _c("prev_audits", BigInteger),
+    _c("prev_errors", BigInteger),
+    _rate("error_rate"),
+    _rate("prev_error_rate"),
+    _rate("delta", "error_rate − prev_error_rate"),
+    _rate("z", "pooled two-proportion z"),
+    _rate("p_value"),
+    _rate("q_value", "Benjamini–Hochberg across all segments of the month"),
+    _c("alert", Boolean, "rose with q < alert_q, Δ ≥ min_alert_delta, ≥ min_n audits in both months"),
+    _c("improved", Boolean),
+    _c("judged", Boolean, "enough audits in both months to test"),
+    _c("reason", Text, "why a segment was not judged"),
+    _c("history_months", BigInteger),
+    _rate("p_chart_center", "pooled error rate of the previous 6 months"),
+    _rate("p_chart_lcl"),
+    _rate("p_chart_ucl"),
+    _c("out_of_control", Boolean),
+    comment="Month-over-month change of each segment's error rate, with FDR control and p-charts.",
+)
+
+rca_pareto = _table(
+    REPORTING,
+    "rca_pareto",
+    _month(),
+    _c("scope", Text, "overall or queue:<queue>"),
+    _c("root_cause", Text),
+    _c("errors", BigInteger),
+    _rate("share"),
+    _rate("cumulative_share"),
+    _c("vital_few", Boolean, "among the causes that make up the first 80 % of errors"),
+    _c("rank", BigInteger),
+    comment="Root causes of the month's errors, largest first.",
+)
+
+rca_drivers = _table(
+    REPORTING,
+    "rca_drivers",
+    _month(),
+    _c("dimension", Text),
+    _c("segment", Text),
+    _rate("share_prev"),
+    _rate("share"),
+    _rate("rate_prev"),
+    _rate("rate"),
+    _rate("rate_effect", "s̄·(r₁ − r₀)"),
+    _rate("mix_effect", "r̄·(s₁ − s₀)"),
+    _rate("contribution", "rate_effect + mix_effect; sums to overall_change per dimension"),
+    _rate("overall_change"),
+    _rate("contribution_share", "contribution / overall_change; empty when |change| < 0.1 pp"),
+    comment="Exact mix/rate decomposition of the overall error-rate change against the previous month.",
+)
+
+auditor_consistency = _table(
+    CORE,
+    "auditor_consistency",
+    _month(),
+    _c("auditor_id", Text),
+    _c("audits", BigInteger),
+    _c("flags", BigInteger, "audits the auditor marked as errors"),
+    _rate("flag_rate"),
+    _rate("expected_rate", "from the other auditors on the same queues"),
+    _rate("z_score"),
+    _c("drift", Boolean),
+    _c("disputed", BigInteger),
+    _c("overturned", BigInteger),
+    _rate("overturn_rate"),
+    comment="Grader bias: each auditor's flag rate against peers. Restricted (person-level).",
+)
+
+comment_themes = _table(
+    REPORTING,
+    "comment_themes",
+    _month(),
+    _c("scope", Text, "overall, queue:<q> or root_cause:<cause>"),
+    _c("term", Text, "word or two-word phrase from PII-redacted comments"),
+    _c("errors_with_term", BigInteger),
+    _c("errors_with_comment", BigInteger),
+    _rate("share", "errors_with_term / errors_with_comment"),
+    _rate("z_score", "log-odds ratio with informative Dirichlet prior"),
+    _c("rank", BigInteger),
+    comment="Terms that distinguish the comments of errors in a scope from the rest.",
+)
+
+
 def table(name: str) -> Table:
     """Look a table up by `schema.name`."""
     return metadata.tables[name]

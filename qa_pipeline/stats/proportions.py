@@ -12,8 +12,12 @@ def wilson_interval(successes, n, alpha: float = 0.05) -> tuple[np.ndarray, np.n
     n = np.asarray(n, dtype=float)
     safe_n = np.where(n > 0, n, 1.0)
     low, high = proportion_confint(successes, safe_n, alpha=alpha, method="wilson")
-    low = np.where(n > 0, np.clip(low, 0.0, 1.0), np.nan)
-    high = np.where(n > 0, np.clip(high, 0.0, 1.0), np.nan)
+    # the bounds are exactly 0 at x = 0 and exactly 1 at x = n; floating point lands 1e-16 inside,
+    # which would put p̂ = 1 above its own upper bound
+    low = np.where(successes <= 0, 0.0, np.clip(low, 0.0, 1.0))
+    high = np.where(successes >= n, 1.0, np.clip(high, 0.0, 1.0))
+    low = np.where(n > 0, low, np.nan)
+    high = np.where(n > 0, high, np.nan)
     return low, high
 
 

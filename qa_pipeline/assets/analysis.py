@@ -1,0 +1,125 @@
+"""The analyst's core: error trends, root causes, auditor consistency and comment themes."""
+
+import dagster as dg
+
+from qa_pipeline.assets.audits import audits_clean, read_month
+from qa_pipeline.assets.common import (
+    QUALITY_TEAM,
+    WAREHOUSE_POOL,
+    QualityConfig,
+    monthly,
+    partition_month,
+    table_metadata,
+    warehouse_kind,
+)
+from qa_pipeline.assets.metrics import quality_metrics
+from qa_pipeline.domain import consistency, rca, themes, trends
+from qa_pipeline.domain.months import previous_month
+from qa_pipeline.resources.warehouse import Warehouse
+
+
+def _months_back(month, count: int) -> list:
+    out = [month]
+    for _ in range(count):
+        out.append(previous_month(out[-1]))
+    return out
+
+
+@dg.asset(
+    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
+    kinds={"pandas", "statsmodels", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[quality_metrics],
+    description=(
+        "Month-over-month change of every segment's error rate: pooled two-proportion z-test, "
+        "Benjamini–Hochberg q-values across all segments of the month, `alert` / `improved` by the "
+        "contract's rule (q < 0.05, Δ ≥ 1 pp, ≥ 100 audits in both months; smaller segments say why "
+        "they were not judged), and a p-chart against the previous six months."
+    ),
+)
+def error_trends(context: dg.AssetExecutionContext, warehouse: Warehouse,
+                 quality_config: QualityConfig) -> dg.MaterializeResult:
+    month = partition_month(context)
+    t = quality_config.thresholds()
+    history = warehouse.read_table("qa_reporting.quality_metrics", months=_months_back(month, t.p_chart_months))
+    frame = trends.error_trends(history, month, t)
+    warehouse.replace_partition("qa_reporting.error_trends", frame, month)
+    alerts = frame[frame["alert"]]
+    return dg.MaterializeResult(metadata={
+        **table_metadata("qa_reporting.error_trends", frame,
+                         ["dimension", "segment", "error_rate", "prev_error_rate", "q_value", "alert"],
+                         alerts=int(frame["alert"].sum()), improved=int(frame["improved"].sum()),
+                         out_of_control=int(frame["out_of_control"].sum())),
+        "alerting_segments": dg.MetadataValue.md(
+            alerts[["dimension", "segment", "prev_error_rate", "error_rate", "q_value"]].to_markdown(index=False)
+            if len(alerts) else "no alert"),
+    })
+
+
+@dg.asset(
+    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
+    kinds={"pandas", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[audits_clean],
+    description=("Root causes of the month's errors, overall and per queue: counts, shares, cumulative "
+                 "share and the vital few that make up the first 80 %."),
+)
+def rca_pareto(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    month = partition_month(context)
+    frame = rca.rca_pareto(read_month(warehouse, month), month)
+    warehouse.replace_partition("qa_reporting.rca_pareto", frame, month)
+    overall = frame[frame.scope == "overall"]
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_reporting.rca_pareto", frame, ["scope", "root_cause", "errors", "share", "vital_few"],
+        vital_few_overall=int(overall["vital_few"].sum()),
+    ))
+
+
+@dg.asset(
+    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
+    kinds={"pandas", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[audits_clean],
+    description=("Exact mix/rate decomposition of the overall error-rate change against the previous "
+                 "month for site, queue, policy, team_type, tenure_band, content_type and site×queue: "
+                 "per dimension the contributions add up to the overall change."),
+)
+def rca_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    month = partition_month(context)
+    frame = rca.rca_drivers(read_month(warehouse, previous_month(month)), read_month(warehouse, month), month)
+    warehouse.replace_partition("qa_reporting.rca_drivers", frame, month)
+    change = float(frame["overall_change"].iloc[0]) if len(frame) else None
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_reporting.rca_drivers", frame,
+        ["dimension", "segment", "rate_effect", "mix_effect", "contribution"], overall_change=change,
+    ))
+
+
+@dg.asset(
+    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
+    kinds={"pandas", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[audits_clean],
+    description=("Each auditor's error-flag rate against the rate expected from the other auditors on "
+                 "the same queues, z-score and drift flag (|z| > 3 with ≥ 100 audits), with the "
+                 "auditor's disputes and overturns. Restricted (person-level)."),
+)
+def auditor_consistency(context: dg.AssetExecutionContext, warehouse: Warehouse,
+                        quality_config: QualityConfig) -> dg.MaterializeResult:
+    month = partition_month(context)
+    t = quality_config.thresholds()
+    frame = consistency.auditor_consistency(read_month(warehouse, month), month, t.min_n, t.drift_z)
+    warehouse.replace_partition("qa_core.auditor_consistency", frame, month)
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_core.auditor_consistency", frame, ["auditor_id", "audits", "flag_rate", "expected_rate", "z_score", "drift"],
+        drifting_auditors=int(frame["drift"].sum()),
+    ))
+
+
+@dg.asset(
+    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
+    kinds={"pandas", "scikit-learn", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[audits_clean],
+    description=("Words and short phrases that distinguish the comments of errors in each scope "
+                 "(overall, per queue, per root cause) from the rest, from PII-redacted comments "
+                 "(log-odds with an informative Dirichlet prior)."),
+)
+def comment_themes(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    month = partition_month(context)
+    frame = themes.comment_themes(read_month(warehouse, month), month)
+    warehouse.replace_partition("qa_reporting.comment_themes", frame, month)
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_reporting.comment_themes", frame, ["scope", "term", "errors_with_term", "z_score"],
+        scopes=int(frame["scope"].nunique()) if len(frame) else 0,
+    ))
