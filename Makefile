@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test dev install generate bench clean
+.PHONY: demo test dev install generate bench bench-postgres clean
 
 $(BIN)/qa-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ generate: install
 ## make bench: 1M audits end to end against the DuckDB floor (results in benchmarks/results.md)
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+## make bench-postgres: a 1M-row audits_clean partition into a throwaway PostgreSQL
+bench-postgres: install
+	.ci/with-postgres $(BIN)/python benchmarks/postgres_load.py
 
 clean:
 	rm -rf data/warehouse data/reports .dagster_home benchmarks/work

@@ -1,4 +1,4 @@
-"""`qa-pipeline demo | run | generate | validate` — the commands of the README."""
+"""`qa-pipeline demo | run | generate | validate | grants` — the commands of the README."""
 
 from __future__ import annotations
 
@@ -123,6 +123,21 @@ def cmd_demo(args) -> int:
     return 0 if all(o.success for o in outcomes) else 1
 
 
+def cmd_grants(args) -> int:
+    from qa_pipeline.resources.access import apply_grants, logins_from_env
+
+    settings = Settings.from_env()
+    try:
+        done = apply_grants(settings.warehouse_url, logins_from_env())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in done:
+        print(line)
+    print(f"grants applied: {len(done)} statements (qa_analyst reads qa_reporting; qa_engineer reads and writes both)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qa-pipeline", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -150,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--audits-per-month", type=int, default=3000)
     d.add_argument("--seed", type=int, default=7)
     d.set_defaults(func=cmd_demo)
+    gr = sub.add_parser("grants", help="create the qa_analyst / qa_engineer roles and grants (PostgreSQL)")
+    gr.set_defaults(func=cmd_grants)
     return p
 
 

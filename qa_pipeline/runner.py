@@ -20,8 +20,9 @@ telemetry:
   enabled: false
 # DuckDB allows one writing process: runs (a schedule tick may request several months) queue
 # and go one at a time.
-run_queue:
-  max_concurrent_runs: 1
+concurrency:
+  runs:
+    max_concurrent_runs: 1
 """
 
 

@@ -34,9 +34,19 @@ def test_replacing_a_partition_touches_only_that_month(warehouse_url):
 def test_a_failed_write_leaves_the_previous_partition_in_place(warehouse_url):
     w = Warehouse(url=warehouse_url)
     w.replace_partition("qa_core.ingest_log", _log(MARCH, ["good.csv"]), MARCH)
-    bad = _log(MARCH, ["new1.csv", "new2.csv"]).astype({"rows_read": object})
-    bad.loc[1, "rows_read"] = "not a number"  # fails inside the insert, after the delete
+    bad = _log(MARCH, ["new1.csv", "new2.csv"])
+    bad.loc[1, "month"] = pd.NaT  # month is NOT NULL: the load fails inside the transaction, after the DELETE
     with pytest.raises(Exception):  # noqa: B017 - the driver's own error type differs per backend
+        w.replace_partition("qa_core.ingest_log", bad, MARCH)
+    assert w.read_table("qa_core.ingest_log").source_file.tolist() == ["good.csv"]
+
+
+def test_a_value_of_the_wrong_type_is_refused_before_anything_is_deleted(warehouse_url):
+    w = Warehouse(url=warehouse_url)
+    w.replace_partition("qa_core.ingest_log", _log(MARCH, ["good.csv"]), MARCH)
+    bad = _log(MARCH, ["x"]).astype({"rows_read": object})
+    bad.loc[0, "rows_read"] = "not a number"
+    with pytest.raises(Exception):  # noqa: B017 - pyarrow's conversion error
         w.replace_partition("qa_core.ingest_log", bad, MARCH)
     assert w.read_table("qa_core.ingest_log").source_file.tolist() == ["good.csv"]
 

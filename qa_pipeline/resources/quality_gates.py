@@ -8,7 +8,9 @@ is False even when only warnings failed, so the gate reads the highest failed se
 
 from __future__ import annotations
 
+import fcntl
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,14 +33,25 @@ class GateOutcome:
     docs_index: str | None = None
 
 
+@contextmanager
+def _exclusive(project_dir: Path):
+    """One process at a time in the GX project (the multiprocess executor runs checks in parallel)."""
+    project_dir.mkdir(parents=True, exist_ok=True)
+    with _LOCK, open(project_dir / ".qa.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _context(project_dir: Path, docs_dir: Path):
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     key = f"{project_dir}|{docs_dir}"
-    with _LOCK:
+    with _exclusive(project_dir):
         if key not in _CONTEXTS:
-            project_dir.mkdir(parents=True, exist_ok=True)
             ctx = gx.get_context(mode="file", project_root_dir=str(project_dir))
             ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
             ctx.variables.save()
@@ -61,8 +74,9 @@ class QualityGates(dg.ConfigurableResource):
     def validate(self, name: str, frame: pd.DataFrame, expectations: list, partition: str) -> GateOutcome:
         import great_expectations as gx
 
-        ctx = _context(resolve_path(self.project_dir), resolve_path(self.docs_dir))
-        with _LOCK:
+        project = resolve_path(self.project_dir)
+        ctx = _context(project, resolve_path(self.docs_dir))
+        with _exclusive(project):
             source = ctx.data_sources.add_or_update_pandas("qa_pipeline")
             asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(name)
             batch = next((b for b in asset.batch_definitions if b.name == "whole"), None) or \
@@ -101,7 +115,8 @@ class QualityGates(dg.ConfigurableResource):
 
     def build_docs(self) -> Path:
         """Rebuild the Data Docs site from the stored suites and results; returns index.html."""
-        ctx = _context(resolve_path(self.project_dir), resolve_path(self.docs_dir))
-        with _LOCK:
+        project = resolve_path(self.project_dir)
+        ctx = _context(project, resolve_path(self.docs_dir))
+        with _exclusive(project):
             ctx.build_data_docs(site_names=[SITE])
         return resolve_path(self.docs_dir) / "index.html"
