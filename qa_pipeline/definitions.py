@@ -7,9 +7,10 @@ import os
 import dagster as dg
 import sqlalchemy as sa
 
-from qa_pipeline.assets import analysis, audits, calibration, disputes, impact, ingest, metrics
+from qa_pipeline.assets import analysis, audits, calibration, disputes, impact, ingest, metrics, reporting
 from qa_pipeline.assets import quality_gates as gates
 from qa_pipeline.assets.quality_gates import gx_checks
+from qa_pipeline.assets.reporting import ReportStore
 from qa_pipeline.assets.common import QualityConfig, monthly
 from qa_pipeline.domain.months import partition_key, previous_month
 from qa_pipeline.domain.restatement import months_to_restate
@@ -24,7 +25,7 @@ from qa_pipeline.settings import Settings
 
 MONTHLY_JOB = "monthly_quality"
 
-all_assets = dg.load_assets_from_modules([ingest, audits, metrics, calibration, disputes, impact, analysis, gates])
+all_assets = dg.load_assets_from_modules([ingest, audits, metrics, calibration, disputes, impact, analysis, gates, reporting])
 
 monthly_quality_job = dg.define_asset_job(
     MONTHLY_JOB,
@@ -85,6 +86,7 @@ def resources(settings: Settings | None = None) -> dict:
         "raw_store": RawStore(raw_dir=str(settings.raw_dir)),
         "handoff": ParquetHandoff(base_dir=str(settings.dagster_home / "storage" / "handoff")),
         "quality_config": QualityConfig(),
+        "report_store": ReportStore(reports_dir=str(settings.reports_dir)),
         "quality_gates": QualityGates(project_dir=str(settings.dagster_home / "gx"),
                                       docs_dir=str(settings.reports_dir / "data_docs")),
     }

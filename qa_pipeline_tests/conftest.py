@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from qa_pipeline.assets.common import QualityConfig
+from qa_pipeline.assets.reporting import ReportStore
 from qa_pipeline.resources.handoff import ParquetHandoff
 from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.raw_store import RawStore
@@ -95,6 +96,7 @@ class Pipeline:
             "raw_store": RawStore(raw_dir=str(self.raw_dir)),
             "handoff": ParquetHandoff(base_dir=str(self.tmp / "handoff")),
             "quality_config": QualityConfig(overrides=self.overrides),
+            "report_store": ReportStore(reports_dir=str(self.tmp / "reports")),
             "quality_gates": QualityGates(project_dir=str(self.tmp / "gx"), docs_dir=str(self.tmp / "reports" / "data_docs")),
         }
 

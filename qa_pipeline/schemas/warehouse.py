@@ -384,6 +384,38 @@ comment_themes = _table(
 )
 
 
+recommendations = _table(
+    REPORTING,
+    "recommendations",
+    _month(),
+    _c("owner", Text, "Training, Product, Workforce Management, Enforcement Operations, Policy, Quality"),
+    _c("priority", Text, "P1, P2, P3 by impact"),
+    _rate("impact", "excess errors against target (against peers for graders)"),
+    _c("rule", Text),
+    _c("subject", Text),
+    _c("finding", Text),
+    _c("evidence", Text, "figures, n and interval behind the finding"),
+    _c("action", Text),
+    comment="Findings turned into actions for partner teams, from the rule set in domain/recommendations.py.",
+)
+
+report_runs = _table(
+    REPORTING,
+    "report_runs",
+    _month(),
+    _c("report_path", Text),
+    _c("generated_at", DateTime(timezone=True)),
+    _c("sha256", Text, "of quality_report.html"),
+    _c("status", Text, "published, or restated when late disputes changed the month"),
+    _c("audits", BigInteger),
+    _rate("accuracy"),
+    _rate("critical_error_rate"),
+    _c("alerts", BigInteger),
+    _c("recommendations", BigInteger),
+    comment="One row per month's report, with its headline figures for the report site.",
+)
+
+
 def table(name: str) -> Table:
     """Look a table up by `schema.name`."""
     return metadata.tables[name]
