@@ -88,7 +88,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from qa_pipeline.domain.months import month_start
     from qa_pipeline.runner import run_month
 
     settings = Settings.from_env()
@@ -118,8 +117,10 @@ def cmd_demo(args) -> int:
         print(overall.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"\nwarehouse : {wh.describe()}")
     print(f"reports   : {settings.reports_dir}")
+    index = settings.reports_dir / "index.html"
+    if index.exists():
+        print(f"report    : {index}")
     print(f"dagster   : {settings.dagster_home} (make dev opens the UI on http://127.0.0.1:3000)")
-    del month_start
     return 0 if all(o.success for o in outcomes) else 1
 
 
