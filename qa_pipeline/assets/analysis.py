@@ -4,30 +4,19 @@ import dagster as dg
 
 from qa_pipeline.assets.audits import audits_clean, read_month
 from qa_pipeline.assets.common import (
-    QUALITY_TEAM,
-    WAREHOUSE_POOL,
     QualityConfig,
-    monthly,
+    monthly_asset,
     partition_month,
     table_metadata,
-    warehouse_kind,
 )
 from qa_pipeline.assets.metrics import quality_metrics
 from qa_pipeline.domain import consistency, rca, themes, trends
-from qa_pipeline.domain.months import previous_month
+from qa_pipeline.domain.months import months_back, previous_month
 from qa_pipeline.resources.warehouse import Warehouse
 
 
-def _months_back(month, count: int) -> list:
-    out = [month]
-    for _ in range(count):
-        out.append(previous_month(out[-1]))
-    return out
-
-
-@dg.asset(
-    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
-    kinds={"pandas", "statsmodels", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[quality_metrics],
+@monthly_asset(
+    group="analysis", kinds={"pandas", "statsmodels"}, deps=[quality_metrics],
     description=(
         "Month-over-month change of every segment's error rate: pooled two-proportion z-test, "
         "Benjamini–Hochberg q-values across all segments of the month, `alert` / `improved` by the "
@@ -39,7 +28,7 @@ def error_trends(context: dg.AssetExecutionContext, warehouse: Warehouse,
                  quality_config: QualityConfig) -> dg.MaterializeResult:
     month = partition_month(context)
     t = quality_config.thresholds()
-    history = warehouse.read_table("qa_reporting.quality_metrics", months=_months_back(month, t.p_chart_months))
+    history = warehouse.read_table("qa_reporting.quality_metrics", months=months_back(month, t.p_chart_months))
     frame = trends.error_trends(history, month, t)
     warehouse.replace_partition("qa_reporting.error_trends", frame, month)
     alerts = frame[frame["alert"]]
@@ -54,9 +43,8 @@ def error_trends(context: dg.AssetExecutionContext, warehouse: Warehouse,
     })
 
 
-@dg.asset(
-    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
-    kinds={"pandas", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[audits_clean],
+@monthly_asset(
+    group="analysis", kinds={"pandas"}, deps=[audits_clean],
     description=("Root causes of the month's errors, overall and per queue: counts, shares, cumulative "
                  "share and the vital few that make up the first 80 %."),
 )
@@ -71,9 +59,8 @@ def rca_pareto(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Ma
     ))
 
 
-@dg.asset(
-    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
-    kinds={"pandas", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[audits_clean],
+@monthly_asset(
+    group="analysis", kinds={"pandas"}, deps=[audits_clean],
     description=("Exact mix/rate decomposition of the overall error-rate change against the previous "
                  "month for site, queue, policy, team_type, tenure_band, content_type and site×queue: "
                  "per dimension the contributions add up to the overall change."),
@@ -89,9 +76,8 @@ def rca_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     ))
 
 
-@dg.asset(
-    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
-    kinds={"pandas", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[audits_clean],
+@monthly_asset(
+    group="analysis", kinds={"pandas"}, deps=[audits_clean],
     description=("Each auditor's error-flag rate against the rate expected from the other auditors on "
                  "the same queues, z-score and drift flag (|z| > 3 with ≥ 100 audits), with the "
                  "auditor's disputes and overturns. Restricted (person-level)."),
@@ -108,9 +94,8 @@ def auditor_consistency(context: dg.AssetExecutionContext, warehouse: Warehouse,
     ))
 
 
-@dg.asset(
-    partitions_def=monthly, group_name="analysis", owners=[QUALITY_TEAM],
-    kinds={"pandas", "scikit-learn", warehouse_kind()}, pool=WAREHOUSE_POOL, deps=[audits_clean],
+@monthly_asset(
+    group="analysis", kinds={"pandas", "scikit-learn"}, deps=[audits_clean],
     description=("Words and short phrases that distinguish the comments of errors in each scope "
                  "(overall, per queue, per root cause) from the rest, from PII-redacted comments "
                  "(log-odds with an informative Dirichlet prior)."),

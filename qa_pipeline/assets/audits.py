@@ -4,12 +4,9 @@ import dagster as dg
 import pandas as pd
 
 from qa_pipeline.assets.common import (
-    QUALITY_TEAM,
-    WAREHOUSE_POOL,
-    monthly,
+    monthly_asset,
     partition_month,
     table_metadata,
-    warehouse_kind,
 )
 from qa_pipeline.domain.enrich import enrich_audits
 from qa_pipeline.resources.warehouse import Warehouse
@@ -19,12 +16,9 @@ PREVIEW = ["audit_id", "site", "queue", "moderator_id", "error_type", "policy", 
            "is_error_final"]
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="audits",
-    owners=[QUALITY_TEAM],
-    kinds={"pandas", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="audits",
+    kinds={"pandas"},
     description=(
         "One row per valid QA audit of the month, with is_error, error_type, is_critical, the "
         "policy at stake, tenure at decision time and the dispute outcome (`is_error_final`). "

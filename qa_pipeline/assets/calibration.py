@@ -13,7 +13,11 @@ from qa_pipeline.assets.common import (
 )
 from qa_pipeline.assets.ingest import write_gate
 from qa_pipeline.domain import calibration
-from qa_pipeline.domain.validation import CALIBRATION_GOLD, CALIBRATION_RATINGS, run_gate
+from qa_pipeline.domain.validation import (
+    CALIBRATION_GOLD,
+    CALIBRATION_RATINGS,
+    run_gate,
+)
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.warehouse import Warehouse
 

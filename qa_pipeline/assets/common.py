@@ -22,6 +22,15 @@ WAREHOUSE_POOL = "warehouse"
 FREE_TEXT = {"auditor_comment", "reason", "raw_record", "summary", "hypothesis"}
 
 
+def monthly_asset(group: str, description: str, kinds: set[str] | None = None, owner: str = QUALITY_TEAM,
+                  **kwargs):
+    """`@dg.asset` with what every monthly asset of this project shares: the monthly partitions,
+    a group, an owner, kinds (the warehouse's added), the `warehouse` pool and a description."""
+    return dg.asset(partitions_def=monthly, group_name=group, owners=[owner],
+                    kinds={*(kinds or {"pandas"}), warehouse_kind()}, pool=WAREHOUSE_POOL,
+                    description=description, **kwargs)
+
+
 def warehouse_kind() -> str:
     return "postgres" if Settings.from_env().warehouse_url.startswith("postgresql") else "duckdb"
 

@@ -6,12 +6,9 @@ import pandas as pd
 from qa_pipeline.assets.audits import audits_clean, read_month
 from qa_pipeline.assets.common import (
     DATA_ENGINEERING,
-    QUALITY_TEAM,
-    WAREHOUSE_POOL,
-    monthly,
+    monthly_asset,
     partition_month,
     table_metadata,
-    warehouse_kind,
 )
 from qa_pipeline.assets.ingest import write_gate
 from qa_pipeline.domain import disputes as dispute_logic
@@ -37,12 +34,10 @@ def validated_disputes(raw_store: RawStore, warehouse: Warehouse | None = None) 
     return pd.concat(frames, ignore_index=True)
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="ingest",
-    owners=[DATA_ENGINEERING],
-    kinds={"pandas", "pandera", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="ingest",
+    owner=DATA_ENGINEERING,
+    kinds={"pandas", "pandera"},
     io_manager_key="handoff",
     description=(
         "Every resolved dispute known at run time (`disputes/YYYY-MM/*.csv`, folder month = month "
@@ -59,12 +54,9 @@ def disputes(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: 
     ))
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="disputes",
-    owners=[QUALITY_TEAM],
-    kinds={"pandas", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="disputes",
+    kinds={"pandas"},
     deps=[audits_clean],
     description=(
         "Dispute and overturn rates of the month's audits, overall and per site, queue and auditor "

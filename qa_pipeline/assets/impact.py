@@ -7,17 +7,14 @@ import sqlalchemy as sa
 
 from qa_pipeline.assets.audits import audits_clean
 from qa_pipeline.assets.common import (
-    QUALITY_TEAM,
-    WAREHOUSE_POOL,
     QualityConfig,
-    monthly,
+    monthly_asset,
     partition_month,
     table_metadata,
-    warehouse_kind,
 )
 from qa_pipeline.assets.ingest import gate_snapshot
 from qa_pipeline.domain.experiments import experiment_readout as readout
-from qa_pipeline.domain.months import month_start, next_month, previous_month
+from qa_pipeline.domain.months import month_start, months_back, next_month
 from qa_pipeline.domain.policy_impact import policy_change_impact as impact
 from qa_pipeline.domain.sampling_plan import sampling_plan as plan
 from qa_pipeline.domain.validation import ASSIGNMENTS, EXPERIMENTS, POLICY_CHANGES
@@ -43,12 +40,9 @@ def published_months(warehouse: Warehouse) -> set:
     return {month_start(pd.Timestamp(m).date()) for m in months["month"]}
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="impact",
-    owners=[QUALITY_TEAM],
-    kinds={"pandas", "statsmodels", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="impact",
+    kinds={"pandas", "statsmodels"},
     deps=[audits_clean],
     description=(
         "Each policy change of `policy_changes.csv`: error rates of the audits involving the policy "
@@ -73,12 +67,9 @@ def policy_change_impact(context: dg.AssetExecutionContext, raw_store: RawStore,
     ))
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="impact",
-    owners=[QUALITY_TEAM],
-    kinds={"pandas", "scipy", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="impact",
+    kinds={"pandas", "scipy"},
     deps=[audits_clean],
     description=(
         "Each experiment of `experiments.csv` read out on moderator-level units: the primary metric "
@@ -105,12 +96,9 @@ def experiment_readout(context: dg.AssetExecutionContext, raw_store: RawStore, w
     ))
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="planning",
-    owners=[QUALITY_TEAM],
-    kinds={"pandas", "scipy", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="planning",
+    kinds={"pandas", "scipy"},
     deps=[audits_clean],
     description=(
         "Audits needed next month per site × queue for a ±`margin` 95 % interval on accuracy, at the "
@@ -122,7 +110,7 @@ def experiment_readout(context: dg.AssetExecutionContext, raw_store: RawStore, w
 def sampling_plan(context: dg.AssetExecutionContext, warehouse: Warehouse,
                   quality_config: QualityConfig) -> dg.MaterializeResult:
     month = partition_month(context)
-    recent_months = [previous_month(previous_month(month)), previous_month(month), month]
+    recent_months = months_back(month, 2)
     frame = plan(published_audits(warehouse, recent_months), next_month(month),
                  quality_config.thresholds().margin)
     warehouse.replace_partition("qa_reporting.sampling_plan", frame, next_month(month))

@@ -6,12 +6,10 @@ import sqlalchemy as sa
 
 from qa_pipeline.assets.common import (
     DATA_ENGINEERING,
-    WAREHOUSE_POOL,
     QualityConfig,
-    monthly,
+    monthly_asset,
     partition_month,
     preview,
-    warehouse_kind,
 )
 from qa_pipeline.domain.validation import AUDITS, ROSTER, GateResult, run_gate
 from qa_pipeline.resources.raw_store import RawStore
@@ -70,12 +68,10 @@ def _gate_metadata(gate: GateResult) -> dict:
     }
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="ingest",
-    owners=[DATA_ENGINEERING],
-    kinds={"pandas", "pandera", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="ingest",
+    owner=DATA_ENGINEERING,
+    kinds={"pandas", "pandera"},
     io_manager_key="handoff",
     description=(
         "The moderator roster (latest snapshot, `roster/roster.csv`) through its pandera gate. "
@@ -101,12 +97,10 @@ def _published_ids_before(warehouse: Warehouse, month) -> pd.Series:
     return ids["audit_id"]
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="ingest",
-    owners=[DATA_ENGINEERING],
-    kinds={"pandas", "pandera", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="ingest",
+    owner=DATA_ENGINEERING,
+    kinds={"pandas", "pandera"},
     io_manager_key="handoff",
     description=(
         "The month's raw audit files (`audits/YYYY-MM/*.csv|*.parquet`, in name order) through "

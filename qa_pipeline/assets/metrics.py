@@ -4,24 +4,18 @@ import dagster as dg
 
 from qa_pipeline.assets.audits import audits_clean, read_month
 from qa_pipeline.assets.common import (
-    QUALITY_TEAM,
-    WAREHOUSE_POOL,
     QualityConfig,
-    monthly,
+    monthly_asset,
     partition_month,
     table_metadata,
-    warehouse_kind,
 )
 from qa_pipeline.domain import metrics
 from qa_pipeline.resources.warehouse import Warehouse
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="metrics",
-    owners=[QUALITY_TEAM],
-    kinds={"pandas", "statsmodels", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="metrics",
+    kinds={"pandas", "statsmodels"},
     deps=[audits_clean],
     description=(
         "Accuracy (Wilson 95 % interval), weighted accuracy, critical, over- and under-enforcement "
@@ -44,12 +38,9 @@ def quality_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> 
     ))
 
 
-@dg.asset(
-    partitions_def=monthly,
-    group_name="metrics",
-    owners=[QUALITY_TEAM],
-    kinds={"pandas", "statsmodels", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="metrics",
+    kinds={"pandas", "statsmodels"},
     deps=[audits_clean],
     description=(
         "Accuracy per moderator and month with its Wilson interval; `below_target` when the whole "

@@ -5,7 +5,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from qa_pipeline.assets.common import DATA_ENGINEERING, monthly
-from qa_pipeline.domain.months import month_start, next_month, previous_month
+from qa_pipeline.domain.months import month_start, months_back, next_month, previous_month
 from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.warehouse import Warehouse
 from qa_pipeline.schemas import expectations as gx_suites
@@ -30,9 +30,7 @@ CHECKED = {
 
 def _trailing_rows(warehouse: Warehouse, table_name: str, month) -> list[int]:
     table = wh.table(table_name)
-    months = [previous_month(month)]
-    for _ in range(2):
-        months.append(previous_month(months[-1]))
+    months = months_back(previous_month(month), 2)
     counts = warehouse.read(sa.select(table.c.month, sa.func.count().label("n"))
                             .where(table.c.month.in_(months)).group_by(table.c.month))
     return [int(n) for n in counts["n"]]

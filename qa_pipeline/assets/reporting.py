@@ -15,20 +15,17 @@ from qa_pipeline.assets.analysis import (
 )
 from qa_pipeline.assets.calibration import AGREEMENT, RATER_SCORES
 from qa_pipeline.assets.common import (
-    QUALITY_TEAM,
-    WAREHOUSE_POOL,
     QualityConfig,
-    monthly,
+    monthly_asset,
     partition_month,
     table_metadata,
-    warehouse_kind,
 )
 from qa_pipeline.assets.disputes import dispute_metrics
 from qa_pipeline.assets.impact import experiment_readout, policy_change_impact
 from qa_pipeline.assets.metrics import moderator_quality, quality_metrics
 from qa_pipeline.assets.quality_gates import data_docs
 from qa_pipeline.domain import recommendations as rules
-from qa_pipeline.domain.months import month_key, previous_month
+from qa_pipeline.domain.months import month_key, months_back, previous_month
 from qa_pipeline.reports import content
 from qa_pipeline.reports.render import render
 from qa_pipeline.resources.warehouse import Warehouse
@@ -49,16 +46,9 @@ class ReportStore(dg.ConfigurableResource):
         return str(path)
 
 
-def _months_back(month, n: int) -> list:
-    out = [month]
-    for _ in range(n):
-        out.append(previous_month(out[-1]))
-    return out
 
-
-@dg.asset(
-    partitions_def=monthly, group_name="reporting", owners=[QUALITY_TEAM], kinds={"pandas", warehouse_kind()},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="reporting", kinds={"pandas"},
     deps=[quality_metrics, error_trends, rca_pareto, moderator_quality, auditor_consistency, comment_themes,
           AGREEMENT.key, RATER_SCORES.key, dispute_metrics, policy_change_impact],
     description=("Findings turned into actions for Training, Product, Workforce Management, Enforcement "
@@ -107,7 +97,7 @@ def _changes_in_view(impact: pd.DataFrame, month) -> pd.DataFrame:
 
 def _report_inputs(warehouse: Warehouse, month, target: float, docs_path: str) -> content.ReportInputs:
     read = warehouse.read_table
-    history_months = _months_back(month, 12)
+    history_months = months_back(month, 12)
     quarantine = read("qa_core.audits_quarantine", [month])
     by_rule = (quarantine.groupby(["input", "rule"]).size().reset_index(name="rows")
                .sort_values("rows", ascending=False)) if len(quarantine) else pd.DataFrame(columns=["input", "rule", "rows"])
@@ -131,9 +121,8 @@ def _report_inputs(warehouse: Warehouse, month, target: float, docs_path: str) -
     )
 
 
-@dg.asset(
-    partitions_def=monthly, group_name="reporting", owners=[QUALITY_TEAM], kinds={"jinja", "matplotlib", "html"},
-    pool=WAREHOUSE_POOL,
+@monthly_asset(
+    group="reporting", kinds={"jinja", "matplotlib", "html"},
     deps=[recommendations, rca_drivers, experiment_readout, data_docs],
     description=("The Monthly Quality Report (`QA_REPORTS_DIR/YYYY-MM/quality_report.html` and `.md`, charts "
                  "in `charts/`) and the one-page MBR scorecard (`mbr.html`), from published tables only; "
@@ -156,7 +145,7 @@ def monthly_report(context: dg.AssetExecutionContext, warehouse: Warehouse, repo
         report_store.write(f"{key}/charts/{name}", png)
     h = ctx["headline"]
     kpis = content.mbr_kpis(inputs.history, inputs.disputes,
-                            warehouse.read_table("qa_reporting.calibration_agreement", _months_back(month, 12)),
+                            warehouse.read_table("qa_reporting.calibration_agreement", months_back(month, 12)),
                             month, target)
     recs = inputs.recommendations
     top = content.records(recs.head(6), ["owner", "priority", "action", "finding"]) if len(recs) else []
@@ -184,9 +173,9 @@ def monthly_report(context: dg.AssetExecutionContext, warehouse: Warehouse, repo
     })
 
 
-@dg.asset(
-    partitions_def=monthly, group_name="reporting", owners=[QUALITY_TEAM], kinds={"jinja", "html"},
-    pool=WAREHOUSE_POOL, deps=[monthly_report],
+@monthly_asset(
+    group="reporting", kinds={"jinja", "html"},
+    deps=[monthly_report],
     description="The report site: `QA_REPORTS_DIR/index.html` lists every month with its headline figures and links.",
 )
 def report_site(context: dg.AssetExecutionContext, warehouse: Warehouse, report_store: ReportStore,

@@ -41,3 +41,11 @@ def month_range(first: str, last: str) -> list[str]:
 def partition_key(month: str | date) -> str:
     """Dagster's monthly partition key (`YYYY-MM-01`)."""
     return month_start(month).isoformat()
+
+
+def months_back(d: date, count: int) -> list[date]:
+    """The month and the `count` months before it, newest first."""
+    out = [month_start(d)]
+    for _ in range(count):
+        out.append(previous_month(out[-1]))
+    return out
