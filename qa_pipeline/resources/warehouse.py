@@ -10,6 +10,7 @@ definitions in `schemas/warehouse.py`; values from the data are always bound par
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from datetime import date
 
@@ -22,6 +23,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from qa_pipeline.schemas import warehouse as wh
 from qa_pipeline.settings import resolve_url
+
+LOAD_CONNECTIONS = 2
+"""Parallel COPY connections for a partition swap (PostgreSQL's backend is the bottleneck)."""
+PARALLEL_FROM_ROWS = 100_000
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
@@ -111,7 +116,13 @@ class Warehouse(dg.ConfigurableResource):
     def ensure_table(self, table: sa.Table, conn: Connection | None = None) -> None:
         def _create(c: Connection) -> None:
             c.execute(sa.schema.CreateSchema(table.schema, if_not_exists=True))
-            table.create(c, checkfirst=True)
+            partition_by = table.info.get("postgresql_partition_by")
+            if c.dialect.name == "postgresql" and partition_by:
+                if not sa.inspect(c).has_table(table.name, schema=table.schema):
+                    ddl = sa.schema.CreateTable(table).compile(dialect=c.dialect)
+                    c.exec_driver_sql(f"{str(ddl).rstrip()} PARTITION BY {partition_by}")
+            else:
+                table.create(c, checkfirst=True)
 
         if conn is not None:
             _create(conn)
@@ -123,6 +134,8 @@ class Warehouse(dg.ConfigurableResource):
     def replace_partition(self, table_name: str, frame: pd.DataFrame, month: date) -> int:
         """Replace the rows of one month in one transaction; returns the rows written."""
         table = wh.table(table_name)
+        if self.dialect == "postgresql" and table.info.get("postgresql_partition_by"):
+            return self._swap_postgres_partition(table, to_arrow(frame, table), month)
         return self._replace(table, frame, table.c[wh.MONTH] == sa.bindparam("m", month, sa.Date))
 
     def replace_where(self, table_name: str, frame: pd.DataFrame, **equals) -> int:
@@ -176,6 +189,53 @@ class Warehouse(dg.ConfigurableResource):
                 if data.num_rows:
                     cur.adbc_ingest(table.name, data, mode="append", db_schema_name=table.schema)
             conn.commit()  # leaving the block without commit rolls back: the old rows stay
+        return data.num_rows
+
+    def _swap_postgres_partition(self, table: sa.Table, data: pa.Table, month: date) -> int:
+        """Load a month into a staging table over parallel connections, then swap it in.
+
+        The swap (CHECK constraint, drop the old partition, rename, ATTACH) is one transaction: a
+        failure before it commits leaves the previous partition published and drops the staging
+        table. Identifiers derive from the table definition and the partition date, never the data.
+        """
+        import adbc_driver_postgresql.dbapi as adbc
+
+        month = date(month.year, month.month, 1)
+        self.ensure_table(table)
+        part = f"{table.name}_{month:%Y_%m}"
+        stage = f"{part}__load"
+        q = sa.dialects.postgresql.dialect().identifier_preparer.quote
+        parent, stage_q, part_q = f'"{table.schema}".{q(table.name)}', f'"{table.schema}".{q(stage)}', q(part)
+        literal = sa.literal(month, sa.Date).compile(dialect=sa.dialects.postgresql.dialect(),
+                                                     compile_kwargs={"literal_binds": True})
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage_q}")
+            conn.exec_driver_sql(f"CREATE TABLE {stage_q} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def load(chunk: pa.Table) -> None:
+            with adbc.connect(url) as c:
+                with c.cursor() as cur:
+                    cur.adbc_ingest(stage, chunk, mode="append", db_schema_name=table.schema)
+                c.commit()
+
+        try:
+            if data.num_rows:
+                n, k = data.num_rows, LOAD_CONNECTIONS if data.num_rows >= PARALLEL_FROM_ROWS else 1
+                chunks = [data.slice(i * n // k, (i + 1) * n // k - i * n // k) for i in range(k)]
+                with ThreadPoolExecutor(max_workers=k) as pool:
+                    list(pool.map(load, chunks))
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {stage_q} ADD CONSTRAINT {q(stage + '_month')} "
+                                     f"CHECK (month IS NOT NULL AND month = {literal})")
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table.schema}".{part_q}')
+                conn.exec_driver_sql(f"ALTER TABLE {stage_q} RENAME TO {part_q}")
+                conn.exec_driver_sql(f'ALTER TABLE {parent} ATTACH PARTITION "{table.schema}".{part_q} '
+                                     f"FOR VALUES IN ({literal})")
+        except Exception:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage_q}")
+            raise
         return data.num_rows
 
     # -- reads ---------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ CORE = "qa_core"
 REPORTING = "qa_reporting"
 
 
-def _table(schema: str, name: str, *columns: Column, comment: str) -> Table:
-    return Table(name, metadata, *columns, schema=schema, comment=comment)
+def _table(schema: str, name: str, *columns: Column, comment: str, **dialect_options) -> Table:
+    return Table(name, metadata, *columns, schema=schema, comment=comment, **dialect_options)
 
 
 def _c(name: str, type_, comment: str = "") -> Column:
@@ -83,6 +83,9 @@ audits_clean = _table(
     _c("dispute_resolved_at", DateTime(timezone=True), "when the latest dispute was resolved"),
     _c("is_error_final", Boolean, "is_error after disputes: an overturned dispute clears it"),
     comment="One row per valid QA audit, enriched. Restricted (person-level).",
+    # PostgreSQL: one partition per month, loaded in parallel and swapped in (resources/warehouse.py).
+    # Kept in `info`, not postgresql_partition_by: duckdb_engine derives from the PostgreSQL dialect.
+    info={"postgresql_partition_by": "LIST (month)"},
 )
 
 audits_quarantine = _table(
