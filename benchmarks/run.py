@@ -34,7 +34,8 @@ DIMENSIONS = ["site", "team_type", "queue", "policy", "market", "content_type", 
 
 
 def generate(raw: Path, month: str, n: int, seed: int) -> float:
-    from qa_pipeline.sample_data import SampleSpec, generate as gen
+    from qa_pipeline.sample_data import SampleSpec
+    from qa_pipeline.sample_data import generate as gen
 
     if raw.exists():
         shutil.rmtree(raw)

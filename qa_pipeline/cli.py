@@ -67,9 +67,9 @@ def cmd_validate(args) -> int:
     published = None
     warehouse = Warehouse(url=settings.warehouse_url)
     if Path(settings.warehouse_url.removeprefix("duckdb:///")).exists() or not settings.warehouse_url.startswith("duckdb"):
-        from qa_pipeline.assets.ingest import _published_ids_before
+        from qa_pipeline.assets.ingest import published_ids_before
 
-        published = _published_ids_before(warehouse, month)
+        published = published_ids_before(warehouse, month)
     try:
         gate = run_gate(files, AUDITS, month, published_ids=published)
     except RawInputError as exc:

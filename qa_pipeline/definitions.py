@@ -7,20 +7,29 @@ import os
 import dagster as dg
 import sqlalchemy as sa
 
-from qa_pipeline.assets import analysis, audits, calibration, disputes, impact, ingest, metrics, reporting
+from qa_pipeline.assets import (
+    analysis,
+    audits,
+    calibration,
+    disputes,
+    impact,
+    ingest,
+    metrics,
+    reporting,
+)
 from qa_pipeline.assets import quality_gates as gates
-from qa_pipeline.assets.quality_gates import gx_checks
-from qa_pipeline.assets.reporting import ReportStore
 from qa_pipeline.assets.common import QualityConfig, monthly
+from qa_pipeline.assets.quality_gates import gx_checks
 from qa_pipeline.domain.months import partition_key, previous_month
 from qa_pipeline.domain.restatement import months_to_restate
 from qa_pipeline.domain.validation import DISPUTES, run_gate
 from qa_pipeline.progress import qa_progress
-from qa_pipeline.schemas import warehouse as wh
 from qa_pipeline.resources.handoff import ParquetHandoff
 from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.report_store import ReportStore
 from qa_pipeline.resources.warehouse import Warehouse
+from qa_pipeline.schemas import warehouse as wh
 from qa_pipeline.settings import Settings
 
 MONTHLY_JOB = "monthly_quality"

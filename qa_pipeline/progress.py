@@ -14,6 +14,21 @@ import dagster as dg
 from dagster._core.log_manager import get_log_record_metadata, has_log_record_metadata
 
 
+def failure_message(event) -> str:
+    """The last line of a failed step's underlying error (its cause when Dagster wrapped it)."""
+    err = event.event_specific_data.error
+    cause = err.cause if err and err.cause else err
+    lines = (cause.message if cause else "").strip().splitlines()
+    return lines[-1] if lines else "unknown error"
+
+
+def is_check_failure(event) -> bool:
+    """A step that failed only because a blocking asset check failed."""
+    err = event.event_specific_data.error
+    cause = err.cause if err and err.cause else err
+    return bool(cause and "DagsterAssetCheckFailedError" in (cause.cls_name or ""))
+
+
 class _ProgressHandler(logging.Handler):
     def __init__(self, stream):
         super().__init__(logging.DEBUG)
@@ -46,10 +61,7 @@ class _ProgressHandler(logging.Handler):
             if not ev.passed:
                 line = f"{month} · check {ev.asset_key.to_user_string()}:{ev.check_name} FAILED · {ev.description or ''}"
         elif kind == "STEP_FAILURE":
-            err = event.event_specific_data.error
-            cause = err.cause if err and err.cause else err
-            message = (cause.message if cause else "").strip().splitlines()
-            line = f"{month} · {step} · FAILED · {message[-1] if message else ''}"
+            line = f"{month} · {step} · FAILED · {failure_message(event)}"
         elif kind == "STEP_SKIPPED":
             line = f"{month} · {step} · skipped (an upstream step or blocking check failed)"
         if line:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa_pipeline.domain.months import month_key, month_start, partition_key
+from qa_pipeline.progress import failure_message, is_check_failure
 from qa_pipeline.settings import Settings
 
 EMBEDDED_INSTANCE_YAML = """\
@@ -54,13 +55,8 @@ def _failure_reasons(result) -> list[str]:
             if ev.severity.value == "ERROR":
                 reasons.append(f"blocking check {ev.asset_key.to_user_string()}:{ev.check_name} "
                                f"failed: {ev.description or ''}".strip())
-        elif kind == "STEP_FAILURE":
-            err = event.event_specific_data.error
-            cause = err.cause if err and err.cause else err
-            if cause and "DagsterAssetCheckFailedError" in (cause.cls_name or ""):
-                continue  # already reported as the failed check itself
-            lines = (cause.message if cause else "").strip().splitlines()
-            reasons.append(f"step {event.step_key} failed: {lines[-1] if lines else 'unknown error'}")
+        elif kind == "STEP_FAILURE" and not is_check_failure(event):  # a failed check is reported above
+            reasons.append(f"step {event.step_key} failed: {failure_message(event)}")
     return reasons
 
 

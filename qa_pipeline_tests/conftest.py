@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import shutil
 from pathlib import Path
@@ -11,10 +12,10 @@ import dagster as dg
 import pytest
 
 from qa_pipeline.assets.common import QualityConfig
-from qa_pipeline.assets.reporting import ReportStore
 from qa_pipeline.resources.handoff import ParquetHandoff
 from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.report_store import ReportStore
 from qa_pipeline.resources.warehouse import Warehouse, dispose_engines
 from qa_pipeline.sample_data import SampleSpec, generate
 
@@ -42,6 +43,14 @@ VALID_AUDIT = {
     "handle_time_s": "42.5",
     "sampling_weight": "2.0",
 }
+
+
+def wilson_closed_form(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson (1927) score interval, written out: the independent reference for stats/."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
 
 
 def audit(**changes) -> dict:

@@ -9,7 +9,11 @@ from datetime import date
 import pytest
 
 from qa_pipeline.domain.calibration import calibration_agreement, rater_scores
-from qa_pipeline.domain.validation import CALIBRATION_GOLD, CALIBRATION_RATINGS, run_gate
+from qa_pipeline.domain.validation import (
+    CALIBRATION_GOLD,
+    CALIBRATION_RATINGS,
+    run_gate,
+)
 from qa_pipeline.refdata import HATECHECK, hatecheck_sessions
 from qa_pipeline.resources.raw_store import RawStore
 

@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from qa_pipeline.domain.policy_impact import difference_in_differences, policy_change_impact
+from qa_pipeline.domain.policy_impact import (
+    difference_in_differences,
+    policy_change_impact,
+)
 from qa_pipeline.domain.sampling_plan import sampling_plan
 from qa_pipeline.stats.sampling import sample_size
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import csv
-import re
 import json
-import math
+import re
 import shutil
 from collections import defaultdict
 
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 
 from qa_pipeline.schemas import warehouse as wh
-from qa_pipeline_tests.conftest import audit, write_csv
+from qa_pipeline_tests.conftest import audit, wilson_closed_form, write_csv
 
 MONTH = "2026-02"
 TABLES = ["qa_core.audits_clean", "qa_core.audits_quarantine", "qa_core.ingest_log",
@@ -21,13 +20,6 @@ TABLES = ["qa_core.audits_clean", "qa_core.audits_quarantine", "qa_core.ingest_l
           "qa_reporting.dispute_metrics", "qa_reporting.calibration_agreement",
           "qa_core.calibration_rater_scores", "qa_reporting.policy_change_impact",
           "qa_reporting.experiment_readout", "qa_reporting.sampling_plan"]
-
-
-def _wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
 
 
 def _independent_counts(raw_dir, month):
@@ -74,7 +66,7 @@ def test_quality_metrics_equal_an_independent_recomputation_from_the_raw_csv(pip
         got = rows.loc[segment]
         assert (got.audits, got.errors) == (n, errors), segment
         assert got.accuracy == pytest.approx(1 - errors / n, abs=1e-12)
-        low, high = _wilson(n - errors, n)
+        low, high = wilson_closed_form(n - errors, n)
         assert got.accuracy_ci_low == pytest.approx(low, abs=1e-12)
         assert got.accuracy_ci_high == pytest.approx(high, abs=1e-12)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qa_pipeline.domain.recommendations import RULES, OWNERS, priority
+from qa_pipeline.domain.recommendations import OWNERS, RULES, priority
 from qa_pipeline.resources.warehouse import dispose_engines
 from qa_pipeline_tests.conftest import Pipeline
 

@@ -1,11 +1,10 @@
 """Wilson intervals against Newcombe (1998), Table I, and an independent closed form."""
 
-import math
-
 import numpy as np
 import pytest
 
 from qa_pipeline.stats.proportions import safe_rate, wilson_interval
+from qa_pipeline_tests.conftest import wilson_closed_form
 
 
 @pytest.mark.parametrize(("x", "n", "low", "high"), [
@@ -20,19 +19,12 @@ def test_wilson_matches_newcombe_1998(x, n, low, high):
     assert hi[0] == pytest.approx(high, abs=5e-5)
 
 
-def _wilson_closed_form(x, n, z=1.959963984540054):
-    p = x / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
-
-
 def test_wilson_agrees_with_the_closed_form_on_random_inputs():
     rng = np.random.default_rng(3)
     n = rng.integers(1, 5000, 200)
     x = rng.integers(0, n + 1)
     lo, hi = wilson_interval(x, n)
-    expected = np.array([_wilson_closed_form(a, b) for a, b in zip(x, n, strict=True)])
+    expected = np.array([wilson_closed_form(a, b) for a, b in zip(x, n, strict=True)])
     np.testing.assert_allclose(lo, expected[:, 0], atol=1e-12)
     np.testing.assert_allclose(hi, expected[:, 1], atol=1e-12)
 

@@ -9,7 +9,11 @@ import pytest
 from scipy import stats
 
 from qa_pipeline.stats.experiments import minimum_detectable_effect, srm_p_value, welch
-from qa_pipeline.stats.proportions import benjamini_hochberg, newcombe_difference, two_proportion_ztest
+from qa_pipeline.stats.proportions import (
+    benjamini_hochberg,
+    newcombe_difference,
+    two_proportion_ztest,
+)
 from qa_pipeline.stats.sampling import sample_size
 
 

@@ -89,7 +89,8 @@ def roster(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Wa
     yield _identity_check(gate, "roster")
 
 
-def _published_ids_before(warehouse: Warehouse, month) -> pd.Series:
+def published_ids_before(warehouse: Warehouse, month) -> pd.Series:
+    """Audit ids already published for months before `month` (the gate quarantines them)."""
     if not warehouse.has_table("qa_core.audits_clean"):
         return pd.Series(dtype="str")
     t = wh.audits_clean
@@ -120,7 +121,7 @@ def validated_audits(context: dg.AssetExecutionContext, raw_store: RawStore, war
     month = partition_month(context)
     limit = quality_config.thresholds().max_invalid_fraction
     gate = run_gate(raw_store.read_month("audits", month), AUDITS, month,
-                    published_ids=_published_ids_before(warehouse, month))
+                    published_ids=published_ids_before(warehouse, month))
     write_gate(warehouse, gate, "audits", month)
     context.log.info(f"{month:%Y-%m}: {gate.rows_read} rows read, {len(gate.clean)} clean, "
                      f"{len(gate.quarantine)} quarantined ({gate.quarantined_share:.2%})")

@@ -5,7 +5,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from qa_pipeline.assets.common import DATA_ENGINEERING, monthly
-from qa_pipeline.domain.months import month_start, months_back, next_month, previous_month
+from qa_pipeline.domain.months import (
+    month_start,
+    months_back,
+    next_month,
+    previous_month,
+)
 from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.warehouse import Warehouse
 from qa_pipeline.schemas import expectations as gx_suites

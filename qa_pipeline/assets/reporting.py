@@ -26,25 +26,12 @@ from qa_pipeline.assets.metrics import moderator_quality, quality_metrics
 from qa_pipeline.assets.quality_gates import data_docs
 from qa_pipeline.domain import recommendations as rules
 from qa_pipeline.domain.months import month_key, months_back, previous_month
+from qa_pipeline.domain.policy_impact import changes_in_quarter
 from qa_pipeline.reports import content
 from qa_pipeline.reports.render import render
+from qa_pipeline.resources.report_store import ReportStore
 from qa_pipeline.resources.warehouse import Warehouse
 from qa_pipeline.settings import resolve_path
-
-
-class ReportStore(dg.ConfigurableResource):
-    """QA_REPORTS_DIR: one folder per month, the site index at the top."""
-
-    reports_dir: str
-
-    def write(self, relative: str, data: bytes | str) -> str:
-        path = resolve_path(self.reports_dir) / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        tmp.replace(path)
-        return str(path)
-
 
 
 @monthly_asset(
@@ -72,7 +59,7 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: Warehouse,
         calibration_agreement=read("qa_reporting.calibration_agreement", [month]),
         calibration_rater_scores=read("qa_core.calibration_rater_scores", [month]),
         dispute_metrics=read("qa_reporting.dispute_metrics", [month]),
-        policy_change_impact=_changes_in_view(read("qa_reporting.policy_change_impact"), month),
+        policy_change_impact=changes_in_quarter(read("qa_reporting.policy_change_impact"), month),
         comment_themes=read("qa_reporting.comment_themes", [month]),
     )
     frame = rules.recommendations(tables, rules.RuleThresholds(target_accuracy=t.target_accuracy,
@@ -84,23 +71,9 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: Warehouse,
     ))
 
 
-def _changes_in_view(impact: pd.DataFrame, month) -> pd.DataFrame:
-    """Policy changes effective in the quarter that ends with the month: a change is usually
-    judged a month or two after it takes effect, once its 28-day windows are published."""
-    if impact.empty:
-        return impact
-    eff = pd.to_datetime(impact["effective_date"])
-    start = pd.Timestamp(month) - pd.DateOffset(months=2)
-    end = pd.Timestamp(month) + pd.DateOffset(months=1)
-    return impact[(eff >= start) & (eff < end)]
-
-
 def _report_inputs(warehouse: Warehouse, month, target: float, docs_path: str) -> content.ReportInputs:
     read = warehouse.read_table
     history_months = months_back(month, 12)
-    quarantine = read("qa_core.audits_quarantine", [month])
-    by_rule = (quarantine.groupby(["input", "rule"]).size().reset_index(name="rows")
-               .sort_values("rows", ascending=False)) if len(quarantine) else pd.DataFrame(columns=["input", "rule", "rows"])
     return content.ReportInputs(
         month=pd.Timestamp(month), target=target,
         history=read("qa_reporting.quality_metrics", history_months),
@@ -111,11 +84,11 @@ def _report_inputs(warehouse: Warehouse, month, target: float, docs_path: str) -
         calibration=read("qa_reporting.calibration_agreement", [month]),
         rater_scores=read("qa_core.calibration_rater_scores", [month]),
         disputes=read("qa_reporting.dispute_metrics", history_months),
-        policy_impact=_changes_in_view(read("qa_reporting.policy_change_impact"), month),
+        policy_impact=changes_in_quarter(read("qa_reporting.policy_change_impact"), month),
         experiments=read("qa_reporting.experiment_readout"),
         recommendations=read("qa_reporting.recommendations", [month]),
         ingest_log=read("qa_core.ingest_log", [month]),
-        quarantine_by_rule=by_rule,
+        quarantine_by_rule=content.quarantine_by_rule(read("qa_core.audits_quarantine", [month])),
         consistency=read("qa_core.auditor_consistency", [month]),
         data_docs_path=docs_path,
     )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from qa_pipeline.domain.disputes import latest_outcomes
-
 import numpy as np
 import pandas as pd
+
+from qa_pipeline.domain.disputes import latest_outcomes
 
 TENURE_BANDS = ["0-30", "31-90", "91-180", "181-365", "366+"]
 UNKNOWN_TENURE = "unknown"

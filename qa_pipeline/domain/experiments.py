@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from qa_pipeline.domain.months import month_start, next_month
+from qa_pipeline.domain.months import months_between
 from qa_pipeline.stats.experiments import minimum_detectable_effect, srm_p_value, welch
 
 HIGHER_IS_BETTER = {"accuracy": True, "critical_error_rate": False, "handle_time_s": False}
@@ -16,6 +16,12 @@ READOUT_COLUMNS = [
     "assigned_treatment", "n_control", "n_treatment", "mean_control", "mean_treatment", "diff",
     "ci_low", "ci_high", "p_value", "relative_lift", "srm_p_value", "mde", "decision", "reason",
 ]
+
+
+def _naive_day(value) -> pd.Timestamp:
+    """A date or UTC time stamp as a naive timestamp (windows are compared by decision day)."""
+    ts = pd.Timestamp(value)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
 
 
 def unit_metrics(audits: pd.DataFrame, start, end) -> pd.DataFrame:
@@ -70,12 +76,8 @@ def experiment_readout(audits: pd.DataFrame, experiments: pd.DataFrame, assignme
     """`qa_reporting.experiment_readout`, one row per experiment."""
     rows = []
     for ex in experiments.itertuples(index=False):
-        start = pd.Timestamp(ex.start_date).tz_localize(None) if pd.Timestamp(ex.start_date).tzinfo else pd.Timestamp(ex.start_date)
-        end = pd.Timestamp(ex.end_date).tz_localize(None) if pd.Timestamp(ex.end_date).tzinfo else pd.Timestamp(ex.end_date)
-        months, m = [], month_start(start.date())
-        while m <= end.date():
-            months.append(m)
-            m = next_month(m)
+        start, end = _naive_day(ex.start_date), _naive_day(ex.end_date)
+        months = months_between(start.date(), end.date())
         status = "complete" if all(m in published_months for m in months) else "pending"
         arms = assignments[assignments["experiment_id"] == ex.experiment_id]
         assigned = arms["arm"].value_counts()

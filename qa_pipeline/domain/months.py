@@ -49,3 +49,12 @@ def months_back(d: date, count: int) -> list[date]:
     for _ in range(count):
         out.append(previous_month(out[-1]))
     return out
+
+
+def months_between(first: date, last: date) -> list[date]:
+    """First days of every month from first's month to last's month, inclusive."""
+    out, m = [], month_start(first)
+    while m <= last:
+        out.append(m)
+        m = next_month(m)
+    return out

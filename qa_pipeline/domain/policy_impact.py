@@ -8,16 +8,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from qa_pipeline.domain.months import month_start, next_month
-from qa_pipeline.stats.proportions import newcombe_difference, safe_rate, two_proportion_ztest
-
-
-def _months_between(first: pd.Timestamp, last: pd.Timestamp) -> list:
-    months, m = [], month_start(first.date())
-    while m <= last.date():
-        months.append(m)
-        m = next_month(m)
-    return months
+from qa_pipeline.domain.months import month_start, months_between
+from qa_pipeline.stats.proportions import (
+    newcombe_difference,
+    safe_rate,
+    two_proportion_ztest,
+)
 
 
 def _counts(frame: pd.DataFrame) -> tuple[int, int]:
@@ -37,7 +33,7 @@ def policy_change_impact(audits: pd.DataFrame, changes: pd.DataFrame, published_
         eff = pd.Timestamp(ch.effective_date)
         eff = eff.tz_localize("UTC") if eff.tzinfo is None else eff.tz_convert("UTC")
         start, end = eff - window, eff + window
-        needed = _months_between(start, end - pd.Timedelta(microseconds=1))
+        needed = months_between(start.date(), (end - pd.Timedelta(microseconds=1)).date())
         status = "complete" if all(m in published_months for m in needed) else "pending"
         in_before = (audits["decision_at"] >= start) & (audits["decision_at"] < eff)
         in_after = (audits["decision_at"] >= eff) & (audits["decision_at"] < end)
@@ -101,3 +97,14 @@ def difference_in_differences(e0, n0, e1, n1, ce0, cn0, ce1, cn1, alpha=0.05) ->
     se = math.sqrt(sum(pi * (1 - pi) / n for pi, (_, n) in zip(p, rates, strict=True)))
     z = norm.ppf(1 - alpha / 2)
     return did, did - z * se, did + z * se
+
+
+def changes_in_quarter(impact: pd.DataFrame, month) -> pd.DataFrame:
+    """Changes effective in the quarter that ends with `month`: a change is usually judged a
+    month or two after it takes effect, once its windows are published."""
+    if impact.empty:
+        return impact
+    eff = pd.to_datetime(impact["effective_date"])
+    start = pd.Timestamp(month_start(month)) - pd.DateOffset(months=2)
+    end = pd.Timestamp(month_start(month)) + pd.DateOffset(months=1)
+    return impact[(eff >= start) & (eff < end)]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from qa_pipeline.stats.proportions import benjamini_hochberg, safe_rate, two_proportion_ztest
+from qa_pipeline.stats.proportions import (
+    benjamini_hochberg,
+    safe_rate,
+    two_proportion_ztest,
+)
 
 KEY = ["dimension", "segment"]
 

@@ -60,6 +60,14 @@ def _overall(metrics: pd.DataFrame, month) -> dict | None:
     return row.iloc[0].to_dict() if len(row) else None
 
 
+def quarantine_by_rule(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Quarantined rows per input and first-broken rule, most frequent first."""
+    if quarantine.empty:
+        return pd.DataFrame(columns=["input", "rule", "rows"])
+    return (quarantine.groupby(["input", "rule"]).size().reset_index(name="rows")
+            .sort_values("rows", ascending=False))
+
+
 def headline(inputs: ReportInputs) -> dict:
     m = inputs.month
     cur = _overall(inputs.history, m)

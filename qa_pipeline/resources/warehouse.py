@@ -10,8 +10,8 @@ definitions in `schemas/warehouse.py`; values from the data are always bound par
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import dagster as dg
