@@ -26,12 +26,23 @@ AUDIT_FIELDS = ["month", "decision_at", "queue", "site", "moderator_id", "policy
                 "is_error_final", "is_critical", "handle_time_s", "sampling_weight"]
 
 
-def published_audits(warehouse: Warehouse, months=None) -> pd.DataFrame:
+def published_audits(warehouse: Warehouse, months=None, since=None) -> pd.DataFrame:
+    """The published audits' analysis columns: the given months, or every month from `since` on."""
     t = wh.audits_clean
     stmt = sa.select(*[t.c[c] for c in AUDIT_FIELDS])
     if months is not None:
         stmt = stmt.where(t.c.month.in_(list(months)))
+    if since is not None:
+        stmt = stmt.where(t.c.month >= since)
     return warehouse.read(stmt)
+
+
+def audits_since(warehouse: Warehouse, window_starts: pd.Series) -> pd.DataFrame:
+    """Audits that can fall in windows opening at `window_starts` (by decision time). An audit's
+    month is never before its decision's, so months before the earliest window are not read."""
+    if window_starts.empty:
+        return pd.DataFrame(columns=AUDIT_FIELDS)
+    return published_audits(warehouse, since=month_start(pd.Timestamp(window_starts.min()).date()))
 
 
 def published_months(warehouse: Warehouse) -> set:
@@ -57,7 +68,8 @@ def policy_change_impact(context: dg.AssetExecutionContext, raw_store: RawStore,
     t = quality_config.thresholds()
     gate = gate_snapshot(raw_store, warehouse, POLICY_CHANGES, "policy_changes/policy_changes.csv", month)
     changes = gate.clean if gate is not None else pd.DataFrame(columns=POLICY_CHANGES.columns)
-    frame = impact(published_audits(warehouse), changes, published_months(warehouse),
+    window_starts = pd.to_datetime(changes["effective_date"]) - pd.Timedelta(days=t.policy_window_days)
+    frame = impact(audits_since(warehouse, window_starts), changes, published_months(warehouse),
                    window_days=t.policy_window_days, alpha=t.alert_q)
     warehouse.replace_all("qa_reporting.policy_change_impact", frame)
     return dg.MaterializeResult(metadata=table_metadata(
@@ -86,8 +98,8 @@ def experiment_readout(context: dg.AssetExecutionContext, raw_store: RawStore, w
     arms = gate_snapshot(raw_store, warehouse, ASSIGNMENTS, "experiments/assignments.csv", month)
     experiments = exps.clean if exps is not None else pd.DataFrame(columns=EXPERIMENTS.columns)
     assignments = arms.clean if arms is not None else pd.DataFrame(columns=ASSIGNMENTS.columns)
-    frame = readout(published_audits(warehouse), experiments, assignments, published_months(warehouse),
-                    alpha=t.alert_q, srm_alpha=t.srm_alpha)
+    frame = readout(audits_since(warehouse, pd.to_datetime(experiments["start_date"])), experiments, assignments,
+                    published_months(warehouse), alpha=t.alert_q, srm_alpha=t.srm_alpha)
     warehouse.replace_all("qa_reporting.experiment_readout", frame)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.experiment_readout", frame,
