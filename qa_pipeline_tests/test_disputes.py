@@ -76,3 +76,37 @@ def test_overturn_rates_point_at_the_drifting_auditor(pipeline):
     dm = pipeline.table("qa_reporting.dispute_metrics")
     auditors = dm[dm.dimension == "auditor_id"].groupby("segment")[["overturned", "resolved"]].sum()
     assert auditors.overturned.idxmax() == "AUD-07"
+
+
+def test_a_dispute_id_repeated_in_a_later_folder_is_quarantined(tmp_path):
+    from qa_pipeline.assets.disputes import validated_disputes
+    from qa_pipeline.resources.raw_store import RawStore
+
+    row = {"dispute_id": "D-1", "audit_id": "A-1", "disputed_at": "2026-03-02T00:00:00Z",
+           "resolved_at": "2026-03-05T00:00:00Z", "reason": "satire", "outcome": "overturned"}
+    write_csv(tmp_path / "raw" / "disputes" / "2026-03" / "d.csv", [row])
+    write_csv(tmp_path / "raw" / "disputes" / "2026-04" / "d.csv",
+              [{**row, "resolved_at": "2026-04-02T00:00:00Z", "outcome": "upheld"},
+               {**row, "dispute_id": "D-2", "resolved_at": "2026-04-03T00:00:00Z"}])
+    from qa_pipeline.resources.warehouse import Warehouse, dispose_engines
+
+    warehouse = Warehouse(url=f"duckdb:///{tmp_path}/wh.duckdb")
+    frame = validated_disputes(RawStore(raw_dir=str(tmp_path / "raw")), warehouse)
+    assert frame.dispute_id.tolist() == ["D-1", "D-2"]
+    assert frame.set_index("dispute_id").loc["D-1", "outcome"] == "overturned"  # the first read is kept
+    q = warehouse.read_table("qa_core.audits_quarantine")
+    assert q[["input", "source_file", "row_number", "rule"]].values.tolist() == [
+        ["disputes", "disputes/2026-04/d.csv", 1, "dispute_id:published_earlier"]]
+    dispose_engines()
+
+
+def test_ratings_without_gold_are_counted_in_the_note():
+    from qa_pipeline.domain.calibration import calibration_agreement
+
+    ratings = pd.DataFrame({"session_id": "S", "queue": "q", "case_id": ["c1", "c1", "c2", "c2"],
+                            "rater_id": ["r1", "r2"] * 2, "rater_role": "auditor",
+                            "action": ["remove", "remove", "approve", "remove"], "policy": ["HS.1", "HS.1", "NONE", "HS.1"]})
+    gold = pd.DataFrame({"session_id": ["S"], "case_id": ["c1"], "gold_action": ["remove"], "gold_policy": ["HS.1"]})
+    table = calibration_agreement(ratings, gold, date(2026, 3, 1)).set_index("label")
+    assert table.loc["action", "gold_accuracy"] == 1.0
+    assert "2 rating(s) on cases without a gold answer" in table.loc["action", "note"]

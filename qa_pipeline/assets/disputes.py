@@ -19,11 +19,14 @@ from qa_pipeline.resources.warehouse import Warehouse
 
 
 def validated_disputes(raw_store: RawStore, warehouse: Warehouse | None = None) -> pd.DataFrame:
-    """Every dispute folder on disk through the gate (each folder against its own month)."""
-    frames = []
+    """Every dispute folder on disk through the gate (each folder against its own month). A
+    dispute id already read in an earlier folder is quarantined there, like a repeated audit id."""
+    frames, seen = [], pd.Series(dtype="str")
     for folder in raw_store.available_months("disputes"):
         folder_month = month_start(folder)
-        gate = run_gate(raw_store.read_month("disputes", folder_month, required=False), DISPUTES, folder_month)
+        gate = run_gate(raw_store.read_month("disputes", folder_month, required=False), DISPUTES, folder_month,
+                        published_ids=seen)
+        seen = pd.concat([seen, gate.clean["dispute_id"].astype("str")], ignore_index=True)
         if warehouse is not None:
             write_gate(warehouse, gate, DISPUTES.name, folder_month)
         frames.append(gate.clean.assign(month=pd.Timestamp(folder_month)))

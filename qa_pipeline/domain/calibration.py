@@ -24,13 +24,19 @@ def calibration_agreement(ratings: pd.DataFrame, gold: pd.DataFrame, month) -> p
             res = agreement(group.rename(columns={label: "value"}))
             with_gold = group[group[gold_col].notna() & group[label].notna()]
             gold_acc = float((with_gold[label] == with_gold[gold_col]).mean()) if len(with_gold) else np.nan
+            no_gold = int((group[gold_col].isna() & group[label].notna()).sum())
             rows.append({
                 "session_id": session, "month": pd.Timestamp(month), "queue": queue, "label": label,
                 "raters": res.raters, "cases": res.cases, "ratings": int(group[label].notna().sum()),
                 "percent_agreement": res.percent_agreement, "fleiss_kappa": res.fleiss_kappa,
                 "krippendorff_alpha": res.krippendorff_alpha, "gwet_ac1": res.gwet_ac1,
                 "gold_accuracy": gold_acc,
-                "note": res.note or ("" if len(with_gold) else "no gold answers for this session"),
+                "note": "; ".join(filter(None, [
+                    res.note,
+                    "no gold answers for this session" if not len(with_gold) else
+                    (f"{no_gold} rating(s) on cases without a gold answer are left out of gold_accuracy"
+                     if no_gold else ""),
+                ])),
             })
     return pd.DataFrame(rows, columns=CALIBRATION_AGREEMENT_COLUMNS)
 

@@ -272,14 +272,14 @@ def _duplicate_failures(parsed: pd.DataFrame, key: str | tuple[str, ...] | None)
     })
 
 
-def _published_failures(parsed: pd.DataFrame, published_ids: pd.Series | None) -> pd.DataFrame:
+def _published_failures(parsed: pd.DataFrame, key: str, published_ids: pd.Series | None) -> pd.DataFrame:
     if published_ids is None or published_ids.empty:
         return _concat_failures([])
     earlier = published_ids.drop_duplicates()
-    hit = parsed["audit_id"].isin(earlier)
+    hit = parsed[key].isin(earlier)
     return pd.DataFrame({
-        "row": parsed.index[hit], "column": "audit_id", "rule": "audit_id:published_earlier",
-        "reason": [f"audit_id {v!r} is already published for an earlier month" for v in parsed["audit_id"][hit]],
+        "row": parsed.index[hit], "column": key, "rule": f"{key}:published_earlier",
+        "reason": [f"{key} {v!r} is already published for an earlier month" for v in parsed[key][hit]],
     })
 
 
@@ -313,8 +313,8 @@ def run_gate(
         model_fail = model_fail[~pd.Series(redundant, index=model_fail.index)]
     extra = [_duplicate_failures(parsed, spec.unique_key),
              _folder_month_failures(parsed, spec.folder_month_column, folder_month)]
-    if spec is AUDITS:
-        extra.append(_published_failures(parsed, published_ids))
+    if isinstance(spec.unique_key, str):
+        extra.append(_published_failures(parsed, spec.unique_key, published_ids))
     failures = _concat_failures([parse_fail, model_fail, *extra])
     bad_rows = pd.Index(failures["row"].unique()).sort_values()
     parsed[SOURCE_FILE] = raw_all[SOURCE_FILE].astype("str")
