@@ -15,6 +15,7 @@ from qa_pipeline.assets import (
     impact,
     ingest,
     metrics,
+    publication,
     reporting,
 )
 from qa_pipeline.assets import quality_gates as gates
@@ -24,7 +25,6 @@ from qa_pipeline.domain.months import partition_key, previous_month
 from qa_pipeline.domain.restatement import months_to_restate
 from qa_pipeline.domain.validation import DISPUTES, run_gate
 from qa_pipeline.progress import qa_progress
-from qa_pipeline.resources.handoff import ParquetHandoff
 from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.report_store import ReportStore
@@ -34,7 +34,7 @@ from qa_pipeline.settings import Settings
 
 MONTHLY_JOB = "monthly_quality"
 
-all_assets = dg.load_assets_from_modules([ingest, audits, metrics, calibration, disputes, impact, analysis, gates, reporting])
+all_assets = dg.load_assets_from_modules([ingest, audits, metrics, calibration, disputes, impact, analysis, gates, publication, reporting])
 
 monthly_quality_job = dg.define_asset_job(
     MONTHLY_JOB,
@@ -93,7 +93,6 @@ def resources(settings: Settings | None = None) -> dict:
     return {
         "warehouse": Warehouse(url=settings.warehouse_url),
         "raw_store": RawStore(raw_dir=str(settings.raw_dir)),
-        "handoff": ParquetHandoff(base_dir=str(settings.dagster_home / "storage" / "handoff")),
         "quality_config": QualityConfig(),
         "report_store": ReportStore(reports_dir=str(settings.reports_dir)),
         "quality_gates": QualityGates(project_dir=str(settings.dagster_home / "gx"),

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from qa_pipeline.assets.common import QualityConfig
-from qa_pipeline.resources.handoff import ParquetHandoff
 from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.report_store import ReportStore
@@ -51,6 +51,22 @@ def wilson_closed_form(successes: int, n: int, z: float = 1.959963984540054) -> 
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return centre - half, centre + half
+
+
+def enrich_frame(audits: pd.DataFrame, roster: pd.DataFrame, month, disputes: pd.DataFrame | None = None):
+    """`domain.enrich.enrich_audits` run by DuckDB on in-memory frames, rows in file order."""
+    import ibis
+
+    from qa_pipeline.domain.enrich import enrich_audits
+
+    if disputes is None or disputes.empty:
+        disputes = pd.DataFrame({"dispute_id": pd.Series(dtype="str"), "audit_id": pd.Series(dtype="str"),
+                                 "resolved_at": pd.Series(dtype="datetime64[us, UTC]"),
+                                 "outcome": pd.Series(dtype="str")})
+    expr = enrich_audits(ibis.memtable(audits), ibis.memtable(roster), ibis.memtable(disputes), month)
+    out = expr.to_pyarrow().to_pandas(date_as_object=False)
+    key = ["source_file", "source_row"] if "source_row" in out.columns else ["audit_id"]
+    return out.sort_values(key, ignore_index=True)
 
 
 def audit(**changes) -> dict:
@@ -103,7 +119,6 @@ class Pipeline:
         return {
             "warehouse": self.warehouse,
             "raw_store": RawStore(raw_dir=str(self.raw_dir)),
-            "handoff": ParquetHandoff(base_dir=str(self.tmp / "handoff")),
             "quality_config": QualityConfig(overrides=self.overrides),
             "report_store": ReportStore(reports_dir=str(self.tmp / "reports")),
             "quality_gates": QualityGates(project_dir=str(self.tmp / "gx"), docs_dir=str(self.tmp / "reports" / "data_docs")),
@@ -122,6 +137,19 @@ class Pipeline:
 
     def table(self, name: str):
         return self.warehouse.read_table(name)
+
+    def attempt(self, month: str, result):
+        """The staging area of the run behind `result` (a `materialize` result) for `month`."""
+        from qa_pipeline.domain.months import month_start
+        from qa_pipeline.resources.staging import Attempt
+
+        return Attempt(self.warehouse, month_start(month), result.run_id)
+
+    def staged(self, name: str, result, month: str | None = None):
+        """The rows that run staged for `name` (kept readable when the run did not publish)."""
+        month = month or result.dagster_run.tags["dagster/partition"]
+        attempt = self.attempt(month, result)
+        return self.warehouse.execute(attempt.staged(name))
 
 
 @pytest.fixture

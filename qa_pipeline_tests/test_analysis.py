@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from qa_pipeline.domain.consistency import auditor_consistency
-from qa_pipeline.domain.enrich import enrich_audits
 from qa_pipeline.domain.metrics import quality_metrics
 from qa_pipeline.domain.months import month_start
 from qa_pipeline.domain.rca import decompose, rca_drivers, rca_pareto
@@ -20,6 +19,7 @@ from qa_pipeline.domain.validation import AUDITS, DISPUTES, ROSTER, run_gate
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.sample_data import SampleSpec, generate
 from qa_pipeline.settings import Thresholds
+from qa_pipeline_tests.conftest import enrich_frame
 
 
 def clean_months(raw, months) -> dict:
@@ -33,7 +33,7 @@ def clean_months(raw, months) -> dict:
     for m in months:
         month = month_start(m)
         gate = run_gate(store.read_month("audits", month), AUDITS, month)
-        out[m] = enrich_audits(gate.clean, roster, month, disputes)
+        out[m] = enrich_frame(gate.clean, roster, month, disputes)
     return out
 
 

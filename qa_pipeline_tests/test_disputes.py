@@ -8,8 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from qa_pipeline.definitions import defs
-from qa_pipeline.domain.enrich import enrich_audits
-from qa_pipeline_tests.conftest import write_csv
+from qa_pipeline_tests.conftest import enrich_frame, write_csv
 
 
 def test_the_latest_dispute_decides(tmp_path):
@@ -25,7 +24,7 @@ def test_the_latest_dispute_decides(tmp_path):
         "outcome": ["upheld", "overturned", "upheld"],
     })
     roster = pd.DataFrame({"moderator_id": ["M"], "hire_date": pd.to_datetime(["2025-01-01"], utc=True)})
-    out = enrich_audits(audits, roster, date(2026, 3, 1), disputes).set_index("audit_id")
+    out = enrich_frame(audits, roster, date(2026, 3, 1), disputes).set_index("audit_id")
     assert out.is_error.tolist() == [True, True, False]
     assert out.is_error_final.tolist() == [False, True, False]
     assert out.dispute_outcome.tolist()[:2] == ["overturned", "upheld"]
@@ -88,13 +87,15 @@ def test_a_dispute_id_repeated_in_a_later_folder_is_quarantined(tmp_path):
     write_csv(tmp_path / "raw" / "disputes" / "2026-04" / "d.csv",
               [{**row, "resolved_at": "2026-04-02T00:00:00Z", "outcome": "upheld"},
                {**row, "dispute_id": "D-2", "resolved_at": "2026-04-03T00:00:00Z"}])
+    from qa_pipeline.resources.staging import Attempt
     from qa_pipeline.resources.warehouse import Warehouse, dispose_engines
 
     warehouse = Warehouse(url=f"duckdb:///{tmp_path}/wh.duckdb")
-    frame = validated_disputes(RawStore(raw_dir=str(tmp_path / "raw")), warehouse)
+    attempt = Attempt(warehouse, date(2026, 4, 1), "run-1")
+    frame = validated_disputes(RawStore(raw_dir=str(tmp_path / "raw")), attempt)
     assert frame.dispute_id.tolist() == ["D-1", "D-2"]
     assert frame.set_index("dispute_id").loc["D-1", "outcome"] == "overturned"  # the first read is kept
-    q = warehouse.read_table("qa_core.audits_quarantine")
+    q = warehouse.execute(attempt.staged("qa_core.audits_quarantine"))
     assert q[["input", "source_file", "row_number", "rule"]].values.tolist() == [
         ["disputes", "disputes/2026-04/d.csv", 1, "dispute_id:published_earlier"]]
     dispose_engines()

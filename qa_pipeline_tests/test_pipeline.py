@@ -106,6 +106,7 @@ def test_a_failed_gate_leaves_the_last_good_partition_in_place(tmp_path, raw_cop
     assert pipeline.run(MONTH).success
     clean_before = pipeline.table("qa_core.audits_clean").sort_values("audit_id").reset_index(drop=True)
     metrics_before = pipeline.table("qa_reporting.quality_metrics")
+    quarantine_before = pipeline.table("qa_core.audits_quarantine")
     # a late file full of broken rows arrives for the month
     write_csv(raw_copy / "audits" / MONTH / "zz_late_vendor_export.csv",
               [audit(audit_id=f"LATE-{i}", audited_at="2026-02-10T00:00:00Z", decision_at="2026-02-09T00:00:00Z",
@@ -120,8 +121,10 @@ def test_a_failed_gate_leaves_the_last_good_partition_in_place(tmp_path, raw_cop
     clean_after = pipeline.table("qa_core.audits_clean").sort_values("audit_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(clean_after, clean_before)
     pd.testing.assert_frame_equal(pipeline.table("qa_reporting.quality_metrics"), metrics_before)
-    # the quarantine shows why, row by row
-    q = pipeline.table("qa_core.audits_quarantine")
+    # nothing of the failed attempt is published, not even its quarantine ...
+    pd.testing.assert_frame_equal(pipeline.table("qa_core.audits_quarantine"), quarantine_before)
+    # ... which stays readable in staging and shows why, row by row
+    q = pipeline.staged("qa_core.audits_quarantine", result)
     late = q[q.source_file.str.endswith("zz_late_vendor_export.csv")]
     assert len(late) == 200 and set(late.rule) == {"queue:pattern"}
 

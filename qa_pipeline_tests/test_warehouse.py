@@ -97,18 +97,29 @@ def _clean_rows(month: date, ids: list[str]) -> pd.DataFrame:
     return frame
 
 
-def test_audits_clean_partitions_are_swapped_in_whole(warehouse_url):
-    """On PostgreSQL a month is loaded beside the table and swapped in; on DuckDB it is rewritten
-    in one transaction. Either way: other months untouched, a failed load changes nothing."""
+def test_audits_clean_partitions_are_published_whole(warehouse_url):
+    """A month is staged beside the table and published (swapped in on PostgreSQL, rewritten in one
+    transaction on DuckDB). Either way: other months untouched, a failed attempt changes nothing."""
+    from qa_pipeline.resources.staging import Attempt
+
     w = Warehouse(url=warehouse_url)
-    w.replace_partition("qa_core.audits_clean", _clean_rows(MARCH, ["m1", "m2"]), MARCH)
-    w.replace_partition("qa_core.audits_clean", _clean_rows(APRIL, ["a1"]), APRIL)
-    w.replace_partition("qa_core.audits_clean", _clean_rows(MARCH, ["m3"]), MARCH)
+
+    def publish(month, frame, run):
+        attempt = Attempt(w, month, run)
+        attempt.write("qa_core.audits_clean", frame)
+        return attempt.publish()
+
+    publish(MARCH, _clean_rows(MARCH, ["m1", "m2"]), "run-1")
+    publish(APRIL, _clean_rows(APRIL, ["a1"]), "run-2")
+    assert publish(MARCH, _clean_rows(MARCH, ["m3"]), "run-3") == {"qa_core.audits_clean": 1}
     got = w.read_table("qa_core.audits_clean").sort_values("audit_id")
     assert got.audit_id.tolist() == ["a1", "m3"]
     bad = _clean_rows(MARCH, ["x1", "x2"])
     bad.loc[1, "month"] = pd.NaT
-    with pytest.raises(Exception):  # noqa: B017 - NOT NULL / CHECK, per backend
-        w.replace_partition("qa_core.audits_clean", bad, MARCH)
+    with pytest.raises(Exception):  # noqa: B017 - NOT NULL, per backend
+        publish(MARCH, bad, "run-4")
+    # a staged row of another month is refused at publication, not published beside the month
+    with pytest.raises(Exception, match="outside its scope|partition|constraint"):
+        publish(MARCH, pd.concat([_clean_rows(MARCH, ["x3"]), _clean_rows(APRIL, ["x4"])]), "run-5")
     assert sorted(w.read_table("qa_core.audits_clean").audit_id) == ["a1", "m3"]
     assert w.read_table("qa_core.audits_clean", months=[APRIL]).audit_id.tolist() == ["a1"]

@@ -6,7 +6,7 @@ from qa_pipeline.assets.audits import audits_clean, read_month
 from qa_pipeline.assets.common import (
     QualityConfig,
     monthly_asset,
-    partition_month,
+    run_attempt,
     table_metadata,
 )
 from qa_pipeline.assets.metrics import quality_metrics
@@ -26,11 +26,12 @@ from qa_pipeline.resources.warehouse import Warehouse
 )
 def error_trends(context: dg.AssetExecutionContext, warehouse: Warehouse,
                  quality_config: QualityConfig) -> dg.MaterializeResult:
-    month = partition_month(context)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
     t = quality_config.thresholds()
-    history = warehouse.read_table("qa_reporting.quality_metrics", months=months_back(month, t.p_chart_months))
+    history = attempt.frame("qa_reporting.quality_metrics", months=months_back(month, t.p_chart_months))
     frame = trends.error_trends(history, month, t)
-    warehouse.replace_partition("qa_reporting.error_trends", frame, month)
+    attempt.write("qa_reporting.error_trends", frame)
     alerts = frame[frame["alert"]]
     return dg.MaterializeResult(metadata={
         **table_metadata("qa_reporting.error_trends", frame,
@@ -49,9 +50,10 @@ def error_trends(context: dg.AssetExecutionContext, warehouse: Warehouse,
                  "share and the vital few that make up the first 80 %."),
 )
 def rca_pareto(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    month = partition_month(context)
-    frame = rca.rca_pareto(read_month(warehouse, month), month)
-    warehouse.replace_partition("qa_reporting.rca_pareto", frame, month)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
+    frame = rca.rca_pareto(read_month(attempt, month), month)
+    attempt.write("qa_reporting.rca_pareto", frame)
     overall = frame[frame.scope == "overall"]
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.rca_pareto", frame, ["scope", "root_cause", "errors", "share", "vital_few"],
@@ -66,9 +68,10 @@ def rca_pareto(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Ma
                  "per dimension the contributions add up to the overall change."),
 )
 def rca_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    month = partition_month(context)
-    frame = rca.rca_drivers(read_month(warehouse, previous_month(month)), read_month(warehouse, month), month)
-    warehouse.replace_partition("qa_reporting.rca_drivers", frame, month)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
+    frame = rca.rca_drivers(read_month(attempt, previous_month(month)), read_month(attempt, month), month)
+    attempt.write("qa_reporting.rca_drivers", frame)
     change = float(frame["overall_change"].iloc[0]) if len(frame) else None
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.rca_drivers", frame,
@@ -84,10 +87,11 @@ def rca_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
 )
 def auditor_consistency(context: dg.AssetExecutionContext, warehouse: Warehouse,
                         quality_config: QualityConfig) -> dg.MaterializeResult:
-    month = partition_month(context)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
     t = quality_config.thresholds()
-    frame = consistency.auditor_consistency(read_month(warehouse, month), month, t.min_n, t.drift_z)
-    warehouse.replace_partition("qa_core.auditor_consistency", frame, month)
+    frame = consistency.auditor_consistency(read_month(attempt, month), month, t.min_n, t.drift_z)
+    attempt.write("qa_core.auditor_consistency", frame)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_core.auditor_consistency", frame, ["auditor_id", "audits", "flag_rate", "expected_rate", "z_score", "drift"],
         drifting_auditors=int(frame["drift"].sum()),
@@ -101,9 +105,10 @@ def auditor_consistency(context: dg.AssetExecutionContext, warehouse: Warehouse,
                  "(log-odds with an informative Dirichlet prior)."),
 )
 def comment_themes(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    month = partition_month(context)
-    frame = themes.comment_themes(read_month(warehouse, month), month)
-    warehouse.replace_partition("qa_reporting.comment_themes", frame, month)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
+    frame = themes.comment_themes(read_month(attempt, month), month)
+    attempt.write("qa_reporting.comment_themes", frame)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.comment_themes", frame, ["scope", "term", "errors_with_term", "z_score"],
         scopes=int(frame["scope"].nunique()) if len(frame) else 0,

@@ -7,11 +7,11 @@ from qa_pipeline.assets.common import (
     WAREHOUSE_POOL,
     QualityConfig,
     monthly,
-    partition_month,
+    run_attempt,
     table_metadata,
     warehouse_kind,
 )
-from qa_pipeline.assets.ingest import write_gate
+from qa_pipeline.assets.ingest import stage_gate
 from qa_pipeline.domain import calibration
 from qa_pipeline.domain.validation import (
     CALIBRATION_GOLD,
@@ -40,18 +40,19 @@ RATER_SCORES = dg.AssetSpec(
 @dg.multi_asset(specs=[AGREEMENT, RATER_SCORES], partitions_def=monthly, pool=WAREHOUSE_POOL)
 def calibration_sessions(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
                          quality_config: QualityConfig):
-    month = partition_month(context)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
     ratings_gate = run_gate(raw_store.read_month("calibration", month, "ratings", required=False),
                             CALIBRATION_RATINGS, month)
     gold_gate = run_gate(raw_store.read_month("calibration", month, "gold", required=False),
                          CALIBRATION_GOLD, month)
-    write_gate(warehouse, ratings_gate, CALIBRATION_RATINGS.name, month)
-    write_gate(warehouse, gold_gate, CALIBRATION_GOLD.name, month)
+    stage_gate(attempt, ratings_gate, CALIBRATION_RATINGS.name)
+    stage_gate(attempt, gold_gate, CALIBRATION_GOLD.name)
     agreement = calibration.calibration_agreement(ratings_gate.clean, gold_gate.clean, month)
     scores = calibration.rater_scores(ratings_gate.clean, gold_gate.clean, month,
                                       quality_config.thresholds().min_gold_accuracy)
-    warehouse.replace_partition("qa_reporting.calibration_agreement", agreement, month)
-    warehouse.replace_partition("qa_core.calibration_rater_scores", scores, month)
+    attempt.write("qa_reporting.calibration_agreement", agreement)
+    attempt.write("qa_core.calibration_rater_scores", scores)
     action = agreement[agreement.label == "action"]
     yield dg.MaterializeResult(asset_key="calibration_agreement", metadata=table_metadata(
         "qa_reporting.calibration_agreement", agreement,

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from qa_pipeline.domain.months import month_start
 from qa_pipeline.domain.redaction import redact_series
+from qa_pipeline.resources.staging import Attempt
 from qa_pipeline.schemas import warehouse as wh
 from qa_pipeline.settings import PARTITIONS_START, Settings, Thresholds
 
@@ -49,6 +50,18 @@ class QualityConfig(dg.ConfigurableResource):
 
 def partition_month(context: dg.AssetExecutionContext) -> date:
     return month_start(context.partition_key)
+
+
+def run_attempt(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, warehouse) -> Attempt:
+    """This run's attempt at its month. A re-execution of a run continues its root run's attempt
+    (the steps it does not re-run staged their tables there); another run never reads it."""
+    run = context.run
+    return Attempt(warehouse, month_start(run.tags["dagster/partition"]), run.root_run_id or run.run_id)
+
+
+def empty_frame(table_name: str) -> pd.DataFrame:
+    """A frame with the table's columns and no rows (an absent optional input stages this)."""
+    return pd.DataFrame({c.name: pd.Series(dtype="object") for c in wh.table(table_name).columns})
 
 
 def _column_type(column: sa.Column) -> str:

@@ -7,29 +7,32 @@ from qa_pipeline.assets.audits import audits_clean, read_month
 from qa_pipeline.assets.common import (
     DATA_ENGINEERING,
     monthly_asset,
-    partition_month,
+    run_attempt,
     table_metadata,
 )
-from qa_pipeline.assets.ingest import write_gate
+from qa_pipeline.assets.ingest import combine_gates, stage_gate
 from qa_pipeline.domain import disputes as dispute_logic
 from qa_pipeline.domain.months import month_start
 from qa_pipeline.domain.validation import DISPUTES, SOURCE_FILE, run_gate
 from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.staging import Attempt
 from qa_pipeline.resources.warehouse import Warehouse
 
 
-def validated_disputes(raw_store: RawStore, warehouse: Warehouse | None = None) -> pd.DataFrame:
+def validated_disputes(raw_store: RawStore, attempt: Attempt | None = None) -> pd.DataFrame:
     """Every dispute folder on disk through the gate (each folder against its own month). A
-    dispute id already read in an earlier folder is quarantined there, like a repeated audit id."""
-    frames, seen = [], pd.Series(dtype="str")
+    dispute id already read in an earlier folder is quarantined there, like a repeated audit id.
+    With an attempt, the quarantine and ingest log of every folder are staged (input `disputes`)."""
+    frames, gates, seen = [], [], pd.Series(dtype="str")
     for folder in raw_store.available_months("disputes"):
         folder_month = month_start(folder)
         gate = run_gate(raw_store.read_month("disputes", folder_month, required=False), DISPUTES, folder_month,
                         published_ids=seen)
         seen = pd.concat([seen, gate.clean["dispute_id"].astype("str")], ignore_index=True)
-        if warehouse is not None:
-            write_gate(warehouse, gate, DISPUTES.name, folder_month)
+        gates.append(gate)
         frames.append(gate.clean.assign(month=pd.Timestamp(folder_month)))
+    if attempt is not None:
+        stage_gate(attempt, combine_gates(gates), DISPUTES.name, scope="input")
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="str") for c in
                              ["month", "dispute_id", "audit_id", "disputed_at", "resolved_at", "reason",
@@ -41,17 +44,17 @@ def validated_disputes(raw_store: RawStore, warehouse: Warehouse | None = None) 
     group="ingest",
     owner=DATA_ENGINEERING,
     kinds={"pandas", "pandera"},
-    io_manager_key="handoff",
     description=(
         "Every resolved dispute known at run time (`disputes/YYYY-MM/*.csv`, folder month = month "
         "of resolved_at), validated folder by folder. Re-running an earlier month therefore picks "
         "up disputes resolved since, which is how a month is restated. Rewrites `qa_core.disputes`."
     ),
 )
-def disputes(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse) -> dg.Output:
-    frame = validated_disputes(raw_store, warehouse)
-    warehouse.replace_all("qa_core.disputes", frame)
-    return dg.Output(frame, metadata=table_metadata(
+def disputes(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse) -> dg.MaterializeResult:
+    attempt = run_attempt(context, warehouse)
+    frame = validated_disputes(raw_store, attempt)
+    attempt.write("qa_core.disputes", frame, scope="whole")
+    return dg.MaterializeResult(metadata=table_metadata(
         "qa_core.disputes", frame, ["month", "dispute_id", "audit_id", "outcome"],
         overturned=int(frame["outcome"].eq("overturned").sum()),
     ))
@@ -68,9 +71,10 @@ def disputes(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: 
     ),
 )
 def dispute_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    month = partition_month(context)
-    frame = dispute_logic.dispute_metrics(read_month(warehouse, month), month)
-    warehouse.replace_partition("qa_reporting.dispute_metrics", frame, month)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
+    frame = dispute_logic.dispute_metrics(read_month(attempt, month), month)
+    attempt.write("qa_reporting.dispute_metrics", frame)
     overall = frame[frame.dimension == "overall"]
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.dispute_metrics", frame,

@@ -3,13 +3,12 @@ published audits, and next month's sampling plan."""
 
 import dagster as dg
 import pandas as pd
-import sqlalchemy as sa
 
 from qa_pipeline.assets.audits import audits_clean
 from qa_pipeline.assets.common import (
     QualityConfig,
     monthly_asset,
-    partition_month,
+    run_attempt,
     table_metadata,
 )
 from qa_pipeline.assets.ingest import gate_snapshot
@@ -19,35 +18,36 @@ from qa_pipeline.domain.policy_impact import policy_change_impact as impact
 from qa_pipeline.domain.sampling_plan import sampling_plan as plan
 from qa_pipeline.domain.validation import ASSIGNMENTS, EXPERIMENTS, POLICY_CHANGES
 from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.staging import Attempt
 from qa_pipeline.resources.warehouse import Warehouse
-from qa_pipeline.schemas import warehouse as wh
 
 AUDIT_FIELDS = ["month", "decision_at", "queue", "site", "moderator_id", "policy_moderator", "policy_auditor",
                 "is_error_final", "is_critical", "handle_time_s", "sampling_weight"]
 
 
-def published_audits(warehouse: Warehouse, months=None, since=None) -> pd.DataFrame:
-    """The published audits' analysis columns: the given months, or every month from `since` on."""
-    t = wh.audits_clean
-    stmt = sa.select(*[t.c[c] for c in AUDIT_FIELDS])
+def audits_from(attempt: Attempt, months=None, since=None) -> pd.DataFrame:
+    """The analysis columns of the audits this run sees (its staged month and the published ones):
+    the given months, or every month from `since` on."""
+    t = attempt.table("qa_core.audits_clean")
     if months is not None:
-        stmt = stmt.where(t.c.month.in_(list(months)))
+        t = t.filter(t.month.isin(list(months)))
     if since is not None:
-        stmt = stmt.where(t.c.month >= since)
-    return warehouse.read(stmt)
+        t = t.filter(t.month >= since)
+    return attempt.warehouse.execute(t.select(*AUDIT_FIELDS))
 
 
-def audits_since(warehouse: Warehouse, window_starts: pd.Series) -> pd.DataFrame:
+def audits_since(attempt: Attempt, window_starts: pd.Series) -> pd.DataFrame:
     """Audits that can fall in windows opening at `window_starts` (by decision time). An audit's
     month is never before its decision's, so months before the earliest window are not read."""
     if window_starts.empty:
         return pd.DataFrame(columns=AUDIT_FIELDS)
-    return published_audits(warehouse, since=month_start(pd.Timestamp(window_starts.min()).date()))
+    return audits_from(attempt, since=month_start(pd.Timestamp(window_starts.min()).date()))
 
 
-def published_months(warehouse: Warehouse) -> set:
-    t = wh.audits_clean
-    months = warehouse.read(sa.select(t.c.month).distinct())
+def known_months(attempt: Attempt) -> set:
+    """Months with audits: published, or staged by this run."""
+    t = attempt.table("qa_core.audits_clean")
+    months = attempt.warehouse.execute(t.select("month").distinct())
     return {month_start(pd.Timestamp(m).date()) for m in months["month"]}
 
 
@@ -64,14 +64,14 @@ def published_months(warehouse: Warehouse) -> set:
 )
 def policy_change_impact(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
                          quality_config: QualityConfig) -> dg.MaterializeResult:
-    month = partition_month(context)
+    attempt = run_attempt(context, warehouse)
     t = quality_config.thresholds()
-    gate = gate_snapshot(raw_store, warehouse, POLICY_CHANGES, "policy_changes/policy_changes.csv", month)
+    gate = gate_snapshot(raw_store, attempt, POLICY_CHANGES, "policy_changes/policy_changes.csv")
     changes = gate.clean if gate is not None else pd.DataFrame(columns=POLICY_CHANGES.columns)
     window_starts = pd.to_datetime(changes["effective_date"]) - pd.Timedelta(days=t.policy_window_days)
-    frame = impact(audits_since(warehouse, window_starts), changes, published_months(warehouse),
+    frame = impact(audits_since(attempt, window_starts), changes, known_months(attempt),
                    window_days=t.policy_window_days, alpha=t.alert_q)
-    warehouse.replace_all("qa_reporting.policy_change_impact", frame)
+    attempt.write("qa_reporting.policy_change_impact", frame, scope="whole")
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.policy_change_impact", frame,
         ["change_id", "policy", "status", "error_rate_before", "error_rate_after", "p_value", "flagged"],
@@ -92,15 +92,15 @@ def policy_change_impact(context: dg.AssetExecutionContext, raw_store: RawStore,
 )
 def experiment_readout(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
                        quality_config: QualityConfig) -> dg.MaterializeResult:
-    month = partition_month(context)
+    attempt = run_attempt(context, warehouse)
     t = quality_config.thresholds()
-    exps = gate_snapshot(raw_store, warehouse, EXPERIMENTS, "experiments/experiments.csv", month)
-    arms = gate_snapshot(raw_store, warehouse, ASSIGNMENTS, "experiments/assignments.csv", month)
+    exps = gate_snapshot(raw_store, attempt, EXPERIMENTS, "experiments/experiments.csv")
+    arms = gate_snapshot(raw_store, attempt, ASSIGNMENTS, "experiments/assignments.csv")
     experiments = exps.clean if exps is not None else pd.DataFrame(columns=EXPERIMENTS.columns)
     assignments = arms.clean if arms is not None else pd.DataFrame(columns=ASSIGNMENTS.columns)
-    frame = readout(audits_since(warehouse, pd.to_datetime(experiments["start_date"])), experiments, assignments,
-                    published_months(warehouse), alpha=t.alert_q, srm_alpha=t.srm_alpha)
-    warehouse.replace_all("qa_reporting.experiment_readout", frame)
+    frame = readout(audits_since(attempt, pd.to_datetime(experiments["start_date"])), experiments, assignments,
+                    known_months(attempt), alpha=t.alert_q, srm_alpha=t.srm_alpha)
+    attempt.write("qa_reporting.experiment_readout", frame, scope="whole")
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.experiment_readout", frame,
         ["experiment_id", "status", "metric", "diff", "p_value", "decision"],
@@ -121,11 +121,11 @@ def experiment_readout(context: dg.AssetExecutionContext, raw_store: RawStore, w
 )
 def sampling_plan(context: dg.AssetExecutionContext, warehouse: Warehouse,
                   quality_config: QualityConfig) -> dg.MaterializeResult:
-    month = partition_month(context)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
     recent_months = months_back(month, 2)
-    frame = plan(published_audits(warehouse, recent_months), next_month(month),
-                 quality_config.thresholds().margin)
-    warehouse.replace_partition("qa_reporting.sampling_plan", frame, next_month(month))
+    frame = plan(audits_from(attempt, recent_months), next_month(month), quality_config.thresholds().margin)
+    attempt.write("qa_reporting.sampling_plan", frame, scope="next_month")
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.sampling_plan", frame,
         ["site", "queue", "recent_error_rate", "recommended_audits"],

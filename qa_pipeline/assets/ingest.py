@@ -7,12 +7,14 @@ import sqlalchemy as sa
 from qa_pipeline.assets.common import (
     DATA_ENGINEERING,
     QualityConfig,
+    empty_frame,
     monthly_asset,
-    partition_month,
     preview,
+    run_attempt,
 )
 from qa_pipeline.domain.validation import AUDITS, ROSTER, GateResult, run_gate
 from qa_pipeline.resources.raw_store import RawStore
+from qa_pipeline.resources.staging import Attempt
 from qa_pipeline.resources.warehouse import Warehouse
 from qa_pipeline.schemas import warehouse as wh
 
@@ -20,22 +22,34 @@ QUARANTINE_SHARE_CHECK = "quarantined_share_within_limit"
 ROWS_ACCOUNTED_CHECK = "every_row_accounted_for"
 
 
-def gate_snapshot(raw_store: RawStore, warehouse: Warehouse, spec, relative: str, month) -> GateResult | None:
+def gate_snapshot(raw_store: RawStore, attempt: Attempt, spec, relative: str) -> GateResult | None:
     """Validate a snapshot input (`policy_changes/policy_changes.csv`, …) for a month's run and
-    record its quarantine; None when the file is absent (the input is optional)."""
+    stage its quarantine; None when the file is absent (the input is optional)."""
     files = raw_store.read_single(relative, required=False)
     if not files:
+        stage_gate(attempt, None, spec.name)
         return None
-    gate = run_gate(files, spec, month)
-    write_gate(warehouse, gate, spec.name, month)
+    gate = run_gate(files, spec, attempt.month)
+    stage_gate(attempt, gate, spec.name)
     return gate
 
 
-def write_gate(warehouse: Warehouse, gate: GateResult, input_name: str, month) -> None:
-    # Quarantine and ingest log describe the latest attempt, also when the gate then fails.
-    warehouse.replace_where("qa_core.audits_quarantine", gate.quarantine,
-                            month=month, input=input_name)
-    warehouse.replace_where("qa_core.ingest_log", gate.files, month=month, input=input_name)
+def combine_gates(gates: list[GateResult]) -> GateResult | None:
+    """One gate result for several folders of an input (disputes: every folder on disk)."""
+    if not gates:
+        return None
+    return GateResult(clean=pd.concat([g.clean for g in gates], ignore_index=True),
+                      quarantine=pd.concat([g.quarantine for g in gates], ignore_index=True),
+                      files=pd.concat([g.files for g in gates], ignore_index=True))
+
+
+def stage_gate(attempt: Attempt, gate: GateResult | None, input_name: str, scope: str = "input_month") -> None:
+    """Stage the gate's quarantine rows and ingest log for the input (published with the month;
+    a failed attempt's rows stay readable in `qa_staging`)."""
+    quarantine = gate.quarantine if gate is not None else empty_frame("qa_core.audits_quarantine")
+    files = gate.files if gate is not None else empty_frame("qa_core.ingest_log")
+    attempt.write("qa_core.audits_quarantine", quarantine, scope=scope, scope_input=input_name)
+    attempt.write("qa_core.ingest_log", files, scope=scope, scope_input=input_name)
 
 
 def _identity_check(gate: GateResult, asset_key: str) -> dg.AssetCheckResult:
@@ -72,7 +86,6 @@ def _gate_metadata(gate: GateResult) -> dict:
     group="ingest",
     owner=DATA_ENGINEERING,
     kinds={"pandas", "pandera"},
-    io_manager_key="handoff",
     description=(
         "The moderator roster (latest snapshot, `roster/roster.csv`) through its pandera gate. "
         "Rejected rows go to `qa_core.audits_quarantine` with input = roster; the clean roster "
@@ -82,10 +95,11 @@ def _gate_metadata(gate: GateResult) -> dict:
                                    description="rows read = rows clean + rows quarantined")],
 )
 def roster(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse):
-    month = partition_month(context)
-    gate = run_gate(raw_store.read_single("roster/roster.csv"), ROSTER, month)
-    write_gate(warehouse, gate, "roster", month)
-    yield dg.Output(gate.clean, metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})
+    attempt = run_attempt(context, warehouse)
+    gate = run_gate(raw_store.read_single("roster/roster.csv"), ROSTER, attempt.month)
+    stage_gate(attempt, gate, "roster")
+    attempt.write("qa_staging.roster_snapshot", gate.clean, scope="internal")
+    yield dg.MaterializeResult(metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})
     yield _identity_check(gate, "roster")
 
 
@@ -102,7 +116,6 @@ def published_ids_before(warehouse: Warehouse, month) -> pd.Series:
     group="ingest",
     owner=DATA_ENGINEERING,
     kinds={"pandas", "pandera"},
-    io_manager_key="handoff",
     description=(
         "The month's raw audit files (`audits/YYYY-MM/*.csv|*.parquet`, in name order) through "
         "the validation gate. Bad rows go to `qa_core.audits_quarantine` with rule, reason, file "
@@ -118,14 +131,16 @@ def published_ids_before(warehouse: Warehouse, month) -> pd.Series:
 )
 def validated_audits(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
                      quality_config: QualityConfig):
-    month = partition_month(context)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
     limit = quality_config.thresholds().max_invalid_fraction
     gate = run_gate(raw_store.read_month("audits", month), AUDITS, month,
                     published_ids=published_ids_before(warehouse, month))
-    write_gate(warehouse, gate, "audits", month)
+    stage_gate(attempt, gate, "audits")
+    attempt.write("qa_staging.validated_audits", gate.clean.assign(month=pd.Timestamp(month)), scope="internal")
     context.log.info(f"{month:%Y-%m}: {gate.rows_read} rows read, {len(gate.clean)} clean, "
                      f"{len(gate.quarantine)} quarantined ({gate.quarantined_share:.2%})")
-    yield dg.Output(gate.clean, metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})
+    yield dg.MaterializeResult(metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})
     share = gate.quarantined_share
     yield dg.AssetCheckResult(
         check_name=QUARANTINE_SHARE_CHECK,

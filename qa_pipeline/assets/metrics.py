@@ -6,7 +6,7 @@ from qa_pipeline.assets.audits import audits_clean, read_month
 from qa_pipeline.assets.common import (
     QualityConfig,
     monthly_asset,
-    partition_month,
+    run_attempt,
     table_metadata,
 )
 from qa_pipeline.domain import metrics
@@ -24,9 +24,10 @@ from qa_pipeline.resources.warehouse import Warehouse
     ),
 )
 def quality_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    month = partition_month(context)
-    frame = metrics.quality_metrics(read_month(warehouse, month), month)
-    warehouse.replace_partition("qa_reporting.quality_metrics", frame, month)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
+    frame = metrics.quality_metrics(read_month(attempt, month), month)
+    attempt.write("qa_reporting.quality_metrics", frame)
     overall = frame[frame.dimension == "overall"].iloc[0] if len(frame) else None
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.quality_metrics", frame,
@@ -49,11 +50,12 @@ def quality_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> 
 )
 def moderator_quality(context: dg.AssetExecutionContext, warehouse: Warehouse,
                       quality_config: QualityConfig) -> dg.MaterializeResult:
-    month = partition_month(context)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
     t = quality_config.thresholds()
-    frame = metrics.moderator_quality(read_month(warehouse, month), month, t.target_accuracy,
+    frame = metrics.moderator_quality(read_month(attempt, month), month, t.target_accuracy,
                                       t.min_moderator_audits)
-    warehouse.replace_partition("qa_core.moderator_quality", frame, month)
+    attempt.write("qa_core.moderator_quality", frame)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_core.moderator_quality", frame,
         ["moderator_id", "site", "audits", "errors", "accuracy", "below_target"],

@@ -4,9 +4,8 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from qa_pipeline.assets.common import DATA_ENGINEERING, monthly
+from qa_pipeline.assets.common import DATA_ENGINEERING, monthly, run_attempt
 from qa_pipeline.domain.months import (
-    month_start,
     months_back,
     next_month,
     previous_month,
@@ -35,6 +34,8 @@ CHECKED = {
 
 def _trailing_rows(warehouse: Warehouse, table_name: str, month) -> list[int]:
     table = wh.table(table_name)
+    if not warehouse.has_table(table_name):
+        return []
     months = months_back(previous_month(month), 2)
     counts = warehouse.read(sa.select(table.c.month, sa.func.count().label("n"))
                             .where(table.c.month.in_(months)).group_by(table.c.month))
@@ -57,14 +58,16 @@ def gx_check(asset_name: str, table_name: str, scope: str) -> dg.AssetChecksDefi
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse,
                quality_gates: QualityGates) -> dg.AssetCheckResult:
-        # the run's partition (partitioned asset checks are still a preview feature in Dagster 1.13)
-        month = month_start(context.run.tags["dagster/partition"])
+        # the run's partition (partitioned asset checks are still a preview feature in Dagster 1.13);
+        # the suite reads the rows this run staged, before anything is published
+        attempt = run_attempt(context, warehouse)
+        month = attempt.month
         suite = gx_suites.SUITES[table_name]
+        frame = warehouse.execute(attempt.staged(table_name))
         if scope == "whole":
-            frame, trailing = warehouse.read_table(table_name), []
+            trailing = []
         else:
             owned = next_month(month) if scope == "next" else month
-            frame = warehouse.read_table(table_name, months=[owned])
             trailing = _trailing_rows(warehouse, table_name, owned)
         outcome = quality_gates.validate(table_name.split(".")[1], gx_suites.prepare(suite, frame),
                                          gx_suites.expectations(suite, trailing), f"{month:%Y-%m}")
@@ -78,6 +81,7 @@ def gx_check(asset_name: str, table_name: str, scope: str) -> dg.AssetChecksDefi
                 "failed_expectations": dg.MetadataValue.md(_failures_md(outcome.failures)),
                 "expectations": dg.MetadataValue.int(outcome.evaluated),
                 "rows_validated": dg.MetadataValue.int(len(frame)),
+                "staged_as": dg.MetadataValue.text(", ".join(attempt.staged_tables_of(table_name))),
                 "data_docs": dg.MetadataValue.path(outcome.docs_index or ""),
             },
         )

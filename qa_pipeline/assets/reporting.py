@@ -18,11 +18,13 @@ from qa_pipeline.assets.common import (
     QualityConfig,
     monthly_asset,
     partition_month,
+    run_attempt,
     table_metadata,
 )
 from qa_pipeline.assets.disputes import dispute_metrics
 from qa_pipeline.assets.impact import experiment_readout, policy_change_impact
 from qa_pipeline.assets.metrics import moderator_quality, quality_metrics
+from qa_pipeline.assets.publication import month_publication
 from qa_pipeline.assets.quality_gates import data_docs
 from qa_pipeline.domain import recommendations as rules
 from qa_pipeline.domain.months import month_key, months_back, previous_month
@@ -45,9 +47,10 @@ from qa_pipeline.settings import resolve_path
 )
 def recommendations(context: dg.AssetExecutionContext, warehouse: Warehouse,
                     quality_config: QualityConfig) -> dg.MaterializeResult:
-    month = partition_month(context)
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
     t = quality_config.thresholds()
-    read = warehouse.read_table
+    read = attempt.frame
     tables = rules.MonthTables(
         month=pd.Timestamp(month),
         quality_metrics=read("qa_reporting.quality_metrics", [month]),
@@ -64,7 +67,7 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: Warehouse,
     )
     frame = rules.recommendations(tables, rules.RuleThresholds(target_accuracy=t.target_accuracy,
                                                                  min_gold_accuracy=t.min_gold_accuracy))
-    warehouse.replace_partition("qa_reporting.recommendations", frame, month)
+    attempt.write("qa_reporting.recommendations", frame)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.recommendations", frame, ["owner", "priority", "finding"],
         p1=int(frame["priority"].eq("P1").sum()), owners=int(frame["owner"].nunique()),
@@ -96,9 +99,10 @@ def _report_inputs(warehouse: Warehouse, month, target: float, docs_path: str) -
 
 @monthly_asset(
     group="reporting", kinds={"jinja", "matplotlib", "html"},
-    deps=[recommendations, rca_drivers, experiment_readout, data_docs],
+    deps=[month_publication, data_docs],
     description=("The Monthly Quality Report (`QA_REPORTS_DIR/YYYY-MM/quality_report.html` and `.md`, charts "
-                 "in `charts/`) and the one-page MBR scorecard (`mbr.html`), from published tables only; "
+                 "in `charts/`) and the one-page MBR scorecard (`mbr.html`), rebuilt from exactly what the "
+                 "month's publication made visible; "
                  "self-contained HTML with inline charts and no script. Records the run in "
                  "`qa_reporting.report_runs`."),
 )

@@ -1,62 +1,74 @@
-"""Audits as analysts read them: error flags and types, policy at stake, tenure, disputes."""
+"""Audits as analysts read them: error flags and types, policy at stake, tenure, disputes.
+
+The enrichment is one ibis expression over the validated rows, the roster and the disputes: the
+engine (DuckDB, PostgreSQL, Spark) runs it as INSERT … SELECT, so no month of audits passes
+through Python.
+"""
 
 from __future__ import annotations
 
 from datetime import date
 
-import numpy as np
-import pandas as pd
-
-from qa_pipeline.domain.disputes import latest_outcomes
+import ibis
+import ibis.expr.types as ir
 
 TENURE_BANDS = ["0-30", "31-90", "91-180", "181-365", "366+"]
+TENURE_UPPER = [30, 90, 180, 365]
 UNKNOWN_TENURE = "unknown"
+ERROR_TYPES = ["over_enforcement", "under_enforcement", "wrong_action", "wrong_policy", "correct"]
 
 
-def error_type(action_moderator: pd.Series, action_auditor: pd.Series,
-               policy_moderator: pd.Series, policy_auditor: pd.Series) -> np.ndarray:
+def error_type(action_moderator: ir.StringValue, action_auditor: ir.StringValue,
+               policy_moderator: ir.StringValue, policy_auditor: ir.StringValue) -> ir.StringValue:
     """over_enforcement, under_enforcement, wrong_action, wrong_policy or correct (contract §4)."""
-    mod_approve = action_moderator.eq("approve").to_numpy()
-    aud_approve = action_auditor.eq("approve").to_numpy()
-    same_action = action_moderator.eq(action_auditor).to_numpy()
-    same_policy = policy_moderator.eq(policy_auditor).to_numpy()
-    return np.select(
-        [aud_approve & ~mod_approve, mod_approve & ~aud_approve, ~same_action, ~same_policy],
-        ["over_enforcement", "under_enforcement", "wrong_action", "wrong_policy"],
-        default="correct",
+    mod_approve = action_moderator == "approve"
+    aud_approve = action_auditor == "approve"
+    return ibis.cases(
+        (aud_approve & ~mod_approve, "over_enforcement"),
+        (mod_approve & ~aud_approve, "under_enforcement"),
+        (action_moderator != action_auditor, "wrong_action"),
+        (policy_moderator != policy_auditor, "wrong_policy"),
+        else_="correct",
     )
 
 
-def tenure_band(days: pd.Series) -> pd.Series:
-    bands = pd.cut(days, bins=[-np.inf, 30, 90, 180, 365, np.inf], labels=TENURE_BANDS)
-    return bands.astype("str").where(days.notna(), UNKNOWN_TENURE)
+def tenure_band(days: ir.IntegerValue) -> ir.StringValue:
+    """`0-30, 31-90, 91-180, 181-365, 366+` (upper bounds inclusive), `unknown` off the roster."""
+    cases = [(days <= upper, band) for upper, band in zip(TENURE_UPPER, TENURE_BANDS, strict=False)]
+    return ibis.ifelse(days.isnull(), UNKNOWN_TENURE, ibis.cases(*cases, else_=TENURE_BANDS[-1]))
 
 
-def enrich_audits(audits: pd.DataFrame, roster: pd.DataFrame, month: date,
-                  disputes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Add the derived columns of `qa_core.audits_clean` to validated audits.
+def latest_outcomes(disputes: ir.Table) -> ir.Table:
+    """One row per disputed audit: the outcome of its latest resolved dispute (ties: the higher
+    dispute id)."""
+    order = [ibis.desc("resolved_at"), ibis.desc("dispute_id")]
+    ranked = disputes.mutate(_rank=ibis.row_number().over(group_by="audit_id", order_by=order))
+    return ranked.filter(ranked._rank == 0).select(
+        "audit_id", dispute_outcome=ranked.outcome, dispute_resolved_at=ranked.resolved_at)
 
-    `disputes` holds validated disputes (`dispute_id, audit_id, resolved_at, outcome`); the latest
-    resolution of an audit counts, and an overturned one clears the error in `is_error_final`.
+
+def enrich_audits(validated: ir.Table, roster: ir.Table, disputes: ir.Table, month: date) -> ir.Table:
+    """The rows of `qa_core.audits_clean` for `month` from validated audits.
+
+    `roster` holds the clean roster (`moderator_id`, `hire_date`); `disputes` validated disputes
+    (`dispute_id, audit_id, resolved_at, outcome`): the latest resolution of an audit counts, and an
+    overturned one clears the error in `is_error_final`. Tenure is counted in whole days from the
+    hire date to the decision's UTC day.
     """
-    df = audits.copy()
-    df.insert(0, "month", pd.Timestamp(month))
-    df["is_error"] = (df["action_moderator"] != df["action_auditor"]) | (
-        df["policy_moderator"] != df["policy_auditor"])
-    df["error_type"] = error_type(df["action_moderator"], df["action_auditor"],
-                                  df["policy_moderator"], df["policy_auditor"])
-    df["is_critical"] = df["error_severity"].eq("critical")
-    df["policy"] = df["policy_auditor"].where(df["policy_auditor"] != "NONE", df["policy_moderator"])
-    hire = df["moderator_id"].map(roster.set_index("moderator_id")["hire_date"])
-    decision_day = df["decision_at"].dt.floor("D")
-    df["tenure_days"] = (decision_day - hire).dt.days.astype("Int64")
-    df["tenure_band"] = tenure_band(df["tenure_days"].astype("float64"))
-    if disputes is not None and len(disputes):
-        latest = latest_outcomes(disputes).set_index("audit_id")
-        df["dispute_outcome"] = df["audit_id"].map(latest["outcome"]).astype("str")
-        df["dispute_resolved_at"] = df["audit_id"].map(latest["resolved_at"]).astype("datetime64[us, UTC]")
-    else:
-        df["dispute_outcome"] = pd.Series(pd.NA, index=df.index, dtype="str")
-        df["dispute_resolved_at"] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[us, UTC]")
-    df["is_error_final"] = df["is_error"] & ~df["dispute_outcome"].eq("overturned").fillna(False)
-    return df
+    hires = roster.select(_mod=roster.moderator_id, _hire=roster.hire_date)
+    outcomes = latest_outcomes(disputes).rename(_audit="audit_id")
+    a = validated.left_join(hires, validated.moderator_id == hires._mod)
+    a = a.left_join(outcomes, a.audit_id == outcomes._audit)
+    is_error = (a.action_moderator != a.action_auditor) | (a.policy_moderator != a.policy_auditor)
+    days = a.decision_at.date().delta(a._hire.date(), unit="day")
+    overturned = (a.dispute_outcome == "overturned").fill_null(False)
+    return a.mutate(
+        month=ibis.literal(month, type="date"),
+        is_error=is_error,
+        error_type=error_type(a.action_moderator, a.action_auditor, a.policy_moderator, a.policy_auditor),
+        is_critical=a.error_severity == "critical",
+        policy=ibis.ifelse(a.policy_auditor != "NONE", a.policy_auditor, a.policy_moderator),
+        tenure_days=days.cast("int64"),
+        tenure_band=tenure_band(days),
+        is_error_final=is_error & ~overturned,
+    ).drop("_mod", "_hire", "_audit")

@@ -9,10 +9,12 @@ definitions in `schemas/warehouse.py`; values from the data are always bound par
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -29,7 +31,14 @@ LOAD_CONNECTIONS = 2
 PARALLEL_FROM_ROWS = 100_000
 
 _ENGINES: dict[str, Engine] = {}
+_IBIS: dict[str, object] = {}
 _LOCK = threading.Lock()
+
+
+def duckdb_settings() -> dict[str, str]:
+    """Bounds on the embedded engine: it spills to disk instead of growing past `memory_limit`."""
+    return {"memory_limit": os.environ.get("QA_DUCKDB_MEMORY_LIMIT", "2GB"),
+            "threads": os.environ.get("QA_DUCKDB_THREADS", str(min(os.cpu_count() or 2, 4)))}
 
 
 def get_engine(url: str) -> Engine:
@@ -37,17 +46,66 @@ def get_engine(url: str) -> Engine:
     url = resolve_url(url)
     with _LOCK:
         if url not in _ENGINES:
-            if url.startswith("duckdb:///") and ":memory:" not in url:
-                from pathlib import Path
-
+            is_duck = url.startswith("duckdb:///") and ":memory:" not in url
+            if is_duck:
                 Path(url[len("duckdb:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            _ENGINES[url] = sa.create_engine(url, pool_pre_ping=url.startswith("postgresql"))
+            engine = sa.create_engine(url, pool_pre_ping=url.startswith("postgresql"))
+            if is_duck:
+                temp = Path(url[len("duckdb:///"):]).with_suffix(".tmp")
+
+                @sa.event.listens_for(engine, "connect")
+                def _bounded(dbapi_connection, _record, temp=temp):
+                    # set on every new connection; memory_limit and temp_directory are global
+                    settings = duckdb_settings()
+                    dbapi_connection.execute(f"SET memory_limit = '{settings['memory_limit']}'")
+                    dbapi_connection.execute(f"SET threads = {int(settings['threads'])}")
+                    dbapi_connection.execute(f"SET temp_directory = '{temp}'")
+                    dbapi_connection.execute("SET TimeZone = 'UTC'")
+            elif url.startswith("postgresql"):
+                @sa.event.listens_for(engine, "connect")
+                def _utc(dbapi_connection, _record):
+                    with dbapi_connection.cursor() as cur:
+                        cur.execute("SET TIME ZONE 'UTC'")
+                    dbapi_connection.commit()
+            _ENGINES[url] = engine
         return _ENGINES[url]
+
+
+def get_ibis(url: str):
+    """The ibis backend on the same database as `get_engine(url)`: scans, joins and GROUP BYs are
+    compiled by ibis for the engine and run there; only their (small) results come back."""
+    import ibis
+
+    url = resolve_url(url)
+    engine = get_engine(url)
+    with _LOCK:
+        if url not in _IBIS:
+            if engine.dialect.name == "duckdb":
+                # a second connection to the same database instance (its own transactions), owned
+                # by the engine's pool: duckdb refuses a second instance on the file
+                raw = engine.raw_connection()
+                base = getattr(raw.driver_connection, "_ConnectionWrapper__c", raw.driver_connection)
+                _IBIS[url] = ibis.duckdb.from_connection(base.cursor())
+                raw.close()
+            elif engine.dialect.name == "postgresql":
+                u = engine.url
+                _IBIS[url] = ibis.postgres.connect(host=u.host, port=u.port or 5432, user=u.username,
+                                                   password=u.password, database=u.database)
+                _IBIS[url].raw_sql("SET TIME ZONE 'UTC'")
+            else:
+                raise NotImplementedError(f"no ibis backend for {engine.dialect.name}")
+        return _IBIS[url]
 
 
 def dispose_engines() -> None:
     """Close every cached engine (tests and the CLI call this before handing a DuckDB file over)."""
     with _LOCK:
+        for backend in _IBIS.values():
+            try:
+                backend.disconnect()
+            except Exception:  # already closed with its engine
+                pass
+        _IBIS.clear()
         for engine in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
@@ -134,8 +192,6 @@ class Warehouse(dg.ConfigurableResource):
     def replace_partition(self, table_name: str, frame: pd.DataFrame, month: date) -> int:
         """Replace the rows of one month in one transaction; returns the rows written."""
         table = wh.table(table_name)
-        if self.dialect == "postgresql" and table.info.get("postgresql_partition_by"):
-            return self._swap_postgres_partition(table, to_arrow(frame, table), month)
         return self._replace(table, frame, table.c[wh.MONTH] == sa.bindparam("m", month, sa.Date))
 
     def replace_where(self, table_name: str, frame: pd.DataFrame, **equals) -> int:
@@ -182,8 +238,7 @@ class Warehouse(dg.ConfigurableResource):
         dialect = sa.dialects.postgresql.dialect(paramstyle="numeric_dollar")
         compiled = sa.delete(table).where(condition).compile(dialect=dialect)
         params = tuple(compiled.params[k] for k in (compiled.positiontup or []))
-        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with adbc.connect(url) as conn:
+        with adbc.connect(self._adbc_url()) as conn:
             with conn.cursor() as cur:
                 cur.execute(str(compiled), parameters=params)
                 if data.num_rows:
@@ -191,52 +246,53 @@ class Warehouse(dg.ConfigurableResource):
             conn.commit()  # leaving the block without commit rolls back: the old rows stay
         return data.num_rows
 
-    def _swap_postgres_partition(self, table: sa.Table, data: pa.Table, month: date) -> int:
-        """Load a month into a staging table over parallel connections, then swap it in.
+    def _adbc_url(self) -> str:
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
-        The swap (CHECK constraint, drop the old partition, rename, ATTACH) is one transaction: a
-        failure before it commits leaves the previous partition published and drops the staging
-        table. Identifiers derive from the table definition and the partition date, never the data.
-        """
+    def append_arrow(self, table: sa.Table, data: pa.Table) -> int:
+        """Append Arrow rows (already in the table's column types) to an existing table: DuckDB scans
+        the Arrow table, PostgreSQL receives it by binary COPY over up to two connections."""
+        if not data.num_rows:
+            return 0
+        if self.dialect == "duckdb":
+            with self.engine.begin() as conn:
+                self._insert_duckdb(conn, table, data)
+        elif self.dialect == "postgresql":
+            self._copy_postgres(table, data)
+        else:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(table), _records(data.to_pandas()))
+        return data.num_rows
+
+    def _copy_postgres(self, table: sa.Table, data: pa.Table) -> None:
         import adbc_driver_postgresql.dbapi as adbc
 
-        month = date(month.year, month.month, 1)
-        self.ensure_table(table)
-        part = f"{table.name}_{month:%Y_%m}"
-        stage = f"{part}__load"
-        q = sa.dialects.postgresql.dialect().identifier_preparer.quote
-        parent, stage_q, part_q = f'"{table.schema}".{q(table.name)}', f'"{table.schema}".{q(stage)}', q(part)
-        literal = sa.literal(month, sa.Date).compile(dialect=sa.dialects.postgresql.dialect(),
-                                                     compile_kwargs={"literal_binds": True})
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage_q}")
-            conn.exec_driver_sql(f"CREATE TABLE {stage_q} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        url = self._adbc_url()
 
         def load(chunk: pa.Table) -> None:
             with adbc.connect(url) as c:
                 with c.cursor() as cur:
-                    cur.adbc_ingest(stage, chunk, mode="append", db_schema_name=table.schema)
+                    cur.adbc_ingest(table.name, chunk, mode="append", db_schema_name=table.schema)
                 c.commit()
 
-        try:
-            if data.num_rows:
-                n, k = data.num_rows, LOAD_CONNECTIONS if data.num_rows >= PARALLEL_FROM_ROWS else 1
-                chunks = [data.slice(i * n // k, (i + 1) * n // k - i * n // k) for i in range(k)]
-                with ThreadPoolExecutor(max_workers=k) as pool:
-                    list(pool.map(load, chunks))
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql(f"ALTER TABLE {stage_q} ADD CONSTRAINT {q(stage + '_month')} "
-                                     f"CHECK (month IS NOT NULL AND month = {literal})")
-                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table.schema}".{part_q}')
-                conn.exec_driver_sql(f"ALTER TABLE {stage_q} RENAME TO {part_q}")
-                conn.exec_driver_sql(f'ALTER TABLE {parent} ATTACH PARTITION "{table.schema}".{part_q} '
-                                     f"FOR VALUES IN ({literal})")
-        except Exception:
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage_q}")
-            raise
-        return data.num_rows
+        n = data.num_rows
+        k = LOAD_CONNECTIONS if n >= PARALLEL_FROM_ROWS else 1
+        chunks = [data.slice(i * n // k, (i + 1) * n // k - i * n // k) for i in range(k)]
+        with ThreadPoolExecutor(max_workers=k) as pool:
+            list(pool.map(load, chunks))
+
+    def insert_query(self, table: sa.Table, expr) -> None:
+        """INSERT INTO table SELECT … of an ibis expression, run inside the engine."""
+        names = [c.name for c in table.columns]
+        self.ibis.insert(table.name, expr.select(*names), database=table.schema)
+
+    @property
+    def ibis(self):
+        return get_ibis(self.url)
+
+    def execute(self, expr) -> pd.DataFrame:
+        """Run an ibis expression in the engine; the (small) result comes back through Arrow."""
+        return self.ibis.to_pyarrow(expr).to_pandas(date_as_object=False)
 
     # -- reads ---------------------------------------------------------------------------------
     def has_table(self, table_name: str) -> bool:

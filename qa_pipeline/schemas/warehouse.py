@@ -419,6 +419,46 @@ report_runs = _table(
 )
 
 
+publications = _table(
+    CORE,
+    "publications",
+    _month(),
+    _c("run_id", Text, "the Dagster run whose staged tables were published"),
+    _c("published_at", DateTime(timezone=True)),
+    _c("tables", BigInteger, "tables published in the one transaction"),
+    _c("rows", BigInteger, "rows published, all tables together"),
+    comment="One row per month publication: every table of a run's month became visible in one transaction.",
+)
+
+# -- internal staging tables: written by a run, read by its later steps, never published -------
+STAGING = "qa_staging"
+staging_metadata = MetaData()
+
+validated_audits = Table(
+    "validated_audits", staging_metadata, _month(), *[c._copy() for c in AUDIT_COLUMNS],
+    _c("source_file", Text), _c("source_row", BigInteger), schema=STAGING,
+    comment="The month's audit rows that passed the row-level gate, typed; duplicates still in.",
+)
+audit_keys = Table(
+    "audit_keys", staging_metadata, _c("audit_id", Text), _c("source_file", Text),
+    _c("source_row", BigInteger), _c("is_clean", Boolean), schema=STAGING,
+    comment="Every audit row read (clean or not): the cross-row rules (duplicates, published elsewhere) run on it.",
+)
+roster_snapshot = Table(
+    "roster_snapshot", staging_metadata, _c("moderator_id", Text), _c("site", Text), _c("team_type", Text),
+    _c("hire_date", DateTime(timezone=True)), _c("language", Text), _c("status", Text), schema=STAGING,
+    comment="The clean roster the run enriches audits with.",
+)
+staged_tables = Table(
+    "staged_tables", staging_metadata, _c("run_key", Text), _month(), _c("table_name", Text),
+    _c("staged_as", Text), _c("scope", Text), _c("scope_input", Text),
+    _c("staged_at", DateTime(timezone=True)), schema=STAGING,
+    comment="Registry of staged tables: which run staged what, and which published rows it replaces.",
+)
+
+
 def table(name: str) -> Table:
-    """Look a table up by `schema.name`."""
-    return metadata.tables[name]
+    """Look a table up by `schema.name` (published or internal staging)."""
+    if name in metadata.tables:
+        return metadata.tables[name]
+    return staging_metadata.tables[name]

@@ -1,0 +1,275 @@
+"""Write–audit–publish: a run stages every table it writes, its checks read the staged rows, and
+one transaction at the end of the run publishes all of them.
+
+- Each run's staged tables live in the schema `qa_staging`, named
+  `<table>[__<input>]__<YYYYMM>__<run key>`, and are listed in `qa_staging.staged_tables`
+  with the published rows they replace (their *scope*: the month, the next month, the whole table,
+  or one input's rows of the month).
+- Later steps of the same run read a table through `Attempt.table()`: the published rows outside the
+  staged scope plus the staged rows. No run ever reads another run's staged rows, so a failed
+  attempt is never read.
+- `publish()` replaces, in one transaction, every scope the run staged (on PostgreSQL the month's
+  `audits_clean` partition is swapped in), records the publication in `qa_core.publications` and
+  drops the run's staged tables and those of earlier attempts at the month. A run that fails
+  before it leaves the published tables untouched and its staged rows readable until then.
+
+Identifiers come from the table definitions, the partition's month and the run id, never from data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from qa_pipeline.domain.months import month_start, next_month
+from qa_pipeline.resources.warehouse import Warehouse, to_arrow
+from qa_pipeline.schemas import warehouse as wh
+
+STAGING = wh.STAGING
+SCOPES = ("month", "next_month", "whole", "input_month", "input", "internal")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run's attempt at publishing one month."""
+
+    warehouse: Warehouse
+    month: date
+    run_id: str
+
+    @property
+    def key(self) -> str:
+        return self.run_id.replace("-", "")[:8]
+
+    def staged_name(self, table_name: str, part: str | None = None) -> str:
+        """`<table>[__<input>]__<YYYYMM>__<run key>`: within PostgreSQL's 63-character identifiers."""
+        name = table_name.split(".")[1]
+        return "__".join([name, *([part] if part else []), f"{self.month:%Y%m}", self.key])
+
+    # -- writing ------------------------------------------------------------------------------
+    def create(self, table_name: str, scope: str = "month", scope_input: str | None = None) -> sa.Table:
+        """An empty staged twin of `table_name` (replacing this run's earlier one), registered."""
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        target = wh.table(table_name)
+        staged = _twin(target, self.staged_name(table_name, scope_input if scope.startswith("input") else None))
+        if self.warehouse.dialect == "postgresql" and target.info.get("postgresql_partition_by") and scope == "month":
+            # the staged table becomes the month's partition at publication: the CHECK lets
+            # PostgreSQL attach it without scanning it
+            staged.append_constraint(sa.CheckConstraint(
+                sa.and_(staged.c[wh.MONTH].isnot(None), staged.c[wh.MONTH] == sa.literal(self.month, sa.Date)),
+                name=f"{staged.name}_month"))
+        reg = wh.staged_tables
+        with self.warehouse.engine.begin() as conn:
+            conn.execute(sa.schema.CreateSchema(STAGING, if_not_exists=True))
+            reg.create(conn, checkfirst=True)
+            staged.drop(conn, checkfirst=True)
+            staged.create(conn)
+            conn.execute(sa.delete(reg).where(reg.c.run_key == self.key, reg.c.staged_as == staged.name))
+            conn.execute(sa.insert(reg).values(
+                run_key=self.key, month=self.month, table_name=table_name, staged_as=staged.name,
+                scope=scope, scope_input=scope_input, staged_at=datetime.now(UTC)))
+        return staged
+
+    def write(self, table_name: str, frame: pd.DataFrame, scope: str = "month",
+              scope_input: str | None = None) -> int:
+        """Stage a frame as the run's new version of `table_name` within `scope`."""
+        staged = self.create(table_name, scope, scope_input)
+        return self.warehouse.append_arrow(staged, to_arrow(frame, staged))
+
+    def append(self, staged: sa.Table, data: pa.Table | pd.DataFrame) -> int:
+        """Append rows to a table made by `create` (streamed ingest writes chunk by chunk)."""
+        if isinstance(data, pd.DataFrame):
+            data = to_arrow(data, staged)
+        return self.warehouse.append_arrow(staged, data)
+
+    def write_query(self, table_name: str, expr, scope: str = "month") -> sa.Table:
+        """Stage the result of an ibis expression, computed inside the engine (INSERT … SELECT)."""
+        staged = self.create(table_name, scope)
+        self.warehouse.insert_query(staged, expr)
+        return staged
+
+    # -- reading ------------------------------------------------------------------------------
+    def _registered(self, table_name: str) -> list:
+        reg = wh.staged_tables
+        if not self.warehouse.has_table(f"{STAGING}.staged_tables"):
+            return []
+        with self.warehouse.engine.connect() as conn:
+            return conn.execute(sa.select(reg).where(reg.c.run_key == self.key, reg.c.month == self.month,
+                                                     reg.c.table_name == table_name)).fetchall()
+
+    def staged(self, table_name: str):
+        """The run's staged rows of `table_name` (one input's, or all inputs' together), as ibis."""
+        rows = self._registered(table_name)
+        if not rows:
+            raise LookupError(f"{table_name} is not staged by run {self.run_id} for {self.month:%Y-%m}")
+        parts = [self.warehouse.ibis.table(r.staged_as, database=STAGING) for r in rows]
+        out = parts[0]
+        for p in parts[1:]:
+            out = out.union(p)
+        return out
+
+    def table(self, table_name: str):
+        """What the rest of this run reads as `table_name`: published rows outside the staged scope,
+        plus the staged rows; just the published table when this run staged nothing of it."""
+        ib = self.warehouse.ibis
+        target = wh.table(table_name)
+        rows = self._registered(table_name)
+        published = ib.table(target.name, database=target.schema) if self.warehouse.has_table(table_name) else None
+        if not rows:
+            if published is None:
+                return ib.table(_ensure(self.warehouse, target).name, database=target.schema)
+            return published
+        staged = self.staged(table_name)
+        if published is None:
+            return staged
+        keep = ~_scope_predicate(published, rows, self.month)
+        return published.filter(keep).union(staged)
+
+    def frame(self, table_name: str, months=None) -> pd.DataFrame:
+        """`table()` as a DataFrame, optionally only some months (small tables only)."""
+        t = self.table(table_name)
+        if months is not None:
+            t = t.filter(t[wh.MONTH].isin([month_start(m) for m in months]))
+        return self.warehouse.execute(t)
+
+    # -- publishing ---------------------------------------------------------------------------
+    def publish(self) -> dict[str, int]:
+        """Publish everything this run staged for the month in one transaction; rows per table."""
+        wh_ = self.warehouse
+        reg = wh.staged_tables
+        published: dict[str, int] = {}
+        with wh_.engine.begin() as conn:
+            entries = conn.execute(sa.select(reg).where(reg.c.run_key == self.key, reg.c.month == self.month)
+                                   .order_by(reg.c.table_name, reg.c.staged_as)).fetchall()
+            if not entries:
+                raise LookupError(f"run {self.run_id} staged nothing for {self.month:%Y-%m}: nothing to publish")
+            for e in entries:
+                staged = _twin(wh.table(e.table_name), e.staged_as)
+                if e.scope == "internal":
+                    staged.drop(conn, checkfirst=True)
+                    continue
+                target = wh.table(e.table_name)
+                wh_.ensure_table(target, conn)
+                n = conn.execute(sa.select(sa.func.count()).select_from(staged)).scalar_one()
+                _refuse_rows_outside_scope(conn, staged, e, self.month)
+                if wh_.dialect == "postgresql" and target.info.get("postgresql_partition_by") and e.scope == "month":
+                    _attach_partition(conn, target, staged, self.month)
+                else:
+                    conn.execute(sa.delete(target).where(_scope_condition(target, e, self.month)))
+                    names = [c.name for c in target.columns]
+                    conn.execute(sa.insert(target).from_select(names, sa.select(*[staged.c[c] for c in names])))
+                    staged.drop(conn)
+                published[e.table_name] = published.get(e.table_name, 0) + int(n)
+            conn.execute(sa.delete(reg).where(reg.c.run_key == self.key, reg.c.month == self.month))
+            _drop_attempts(conn, reg, sa.and_(reg.c.month == self.month, reg.c.run_key != self.key))
+            wh_.ensure_table(wh.publications, conn)
+            conn.execute(sa.insert(wh.publications).values(
+                month=self.month, run_id=self.run_id, published_at=datetime.now(UTC),
+                tables=len(published), rows=sum(published.values())))
+        return published
+
+    def staged_tables_of(self, table_name: str) -> list[str]:
+        return [f"{STAGING}.{r.staged_as}" for r in self._registered(table_name)]
+
+    def staged_tables(self) -> list[str]:
+        """`qa_staging.<name>` of every table this run has staged for the month (for messages)."""
+        reg = wh.staged_tables
+        if not self.warehouse.has_table(f"{STAGING}.staged_tables"):
+            return []
+        with self.warehouse.engine.connect() as conn:
+            names = conn.execute(sa.select(reg.c.staged_as).where(reg.c.run_key == self.key,
+                                                                  reg.c.month == self.month)).scalars()
+            return [f"{STAGING}.{n}" for n in names]
+
+
+def _twin(target: sa.Table, name: str) -> sa.Table:
+    """A staging table with the target's columns (no constraints beyond NOT NULL)."""
+    meta = sa.MetaData()
+    return sa.Table(name, meta, *[sa.Column(c.name, c.type, nullable=c.nullable) for c in target.columns],
+                    schema=STAGING)
+
+
+def _ensure(warehouse: Warehouse, target: sa.Table) -> sa.Table:
+    warehouse.ensure_table(target)
+    return target
+
+
+def _scope_condition(target: sa.Table, entry, month: date):
+    """The published rows a staged table replaces, as a SQLAlchemy condition (bound values)."""
+    m = target.c.get(wh.MONTH)
+    kind = entry.scope
+    if kind == "whole":
+        return sa.true()
+    if kind == "month":
+        return m == sa.bindparam("scope_month", month, sa.Date)
+    if kind == "next_month":
+        return m == sa.bindparam("scope_month", next_month(month), sa.Date)
+    if kind == "input_month":
+        return sa.and_(target.c.input == sa.bindparam("scope_input", entry.scope_input),
+                       m == sa.bindparam("scope_month", month, sa.Date))
+    if kind == "input":
+        return target.c.input == sa.bindparam("scope_input", entry.scope_input)
+    raise ValueError(f"unknown scope {kind!r}")
+
+
+def _refuse_rows_outside_scope(conn, staged: sa.Table, entry, month: date) -> None:
+    """A staged row that its scope would not replace (another month, another input) would be
+    published beside the rows it should replace: refuse the whole publication instead."""
+    if entry.scope == "whole":
+        return
+    outside = conn.execute(sa.select(sa.func.count()).select_from(staged).where(
+        sa.not_(sa.func.coalesce(_scope_condition(staged, entry, month), False)))).scalar_one()
+    if outside:
+        raise ValueError(f"{STAGING}.{staged.name}: {outside} staged row(s) fall outside its scope "
+                         f"({entry.scope} {month:%Y-%m}{' ' + entry.scope_input if entry.scope_input else ''}); "
+                         "nothing was published")
+
+
+def _scope_predicate(t, entries, month: date):
+    """The same rows as `_scope_condition`, as an ibis predicate over the published table."""
+    import ibis
+
+    preds = []
+    for e in entries:
+        kind = e.scope
+        if kind == "whole":
+            preds.append(ibis.literal(True))
+        elif kind == "month":
+            preds.append(t[wh.MONTH] == month)
+        elif kind == "next_month":
+            preds.append(t[wh.MONTH] == next_month(month))
+        elif kind == "input_month":
+            preds.append((t.input == e.scope_input) & (t[wh.MONTH] == month))
+        elif kind == "input":
+            preds.append(t.input == e.scope_input)
+    out = preds[0]
+    for p in preds[1:]:
+        out = out | p
+    return out
+
+
+def _attach_partition(conn, target: sa.Table, staged: sa.Table, month: date) -> None:
+    """PostgreSQL: the staged table replaces the month's partition of `target` (same transaction)."""
+    q = conn.dialect.identifier_preparer.quote
+    part = f"{target.name}_{month:%Y_%m}"
+    literal = sa.literal(month, sa.Date).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(target.schema)}.{q(part)}")
+    conn.exec_driver_sql(f"ALTER TABLE {q(STAGING)}.{q(staged.name)} SET SCHEMA {q(target.schema)}")
+    conn.exec_driver_sql(f"ALTER TABLE {q(target.schema)}.{q(staged.name)} RENAME TO {q(part)}")
+    conn.exec_driver_sql(f"ALTER TABLE {q(target.schema)}.{q(target.name)} ATTACH PARTITION "
+                         f"{q(target.schema)}.{q(part)} FOR VALUES IN ({literal})")
+
+
+def _drop_attempts(conn, reg: sa.Table, which) -> int:
+    """Drop the staged tables of the attempts selected by `which` and forget them."""
+    names = conn.execute(sa.select(reg.c.staged_as).where(which)).scalars().all()
+    q = conn.dialect.identifier_preparer.quote
+    for name in names:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(STAGING)}.{q(name)}")
+    conn.execute(sa.delete(reg).where(which))
+    return len(names)
