@@ -76,5 +76,24 @@ def run_month(month: str, settings: Settings | None = None, progress: bool = Tru
             run_config=run_config,
             tags={"dagster/partition": partition_key(month), "qa/launched_by": "qa-pipeline cli"},
         )
+        failures = _failure_reasons(result)
+        if not result.success:
+            failures.append(_unpublished(month, result.run_id, settings))
         return MonthOutcome(month=month_key(month_start(month)), success=result.success,
-                            run_id=result.run_id, failures=_failure_reasons(result))
+                            run_id=result.run_id, failures=failures)
+
+
+def _unpublished(month: str, run_id: str, settings: Settings) -> str:
+    """What a failed run left: the published month untouched, its own staged rows to inspect."""
+    from qa_pipeline.resources.staging import Attempt
+    from qa_pipeline.resources.warehouse import Warehouse
+
+    attempt = Attempt(Warehouse(url=settings.warehouse_url), month_start(month), run_id)
+    try:
+        staged = attempt.staged_tables()
+    except Exception:  # the warehouse itself may be what failed
+        staged = []
+    where = (f"its {len(staged)} staged table(s) stay readable in qa_staging (*__{attempt.month:%Y%m}__{attempt.key})"
+             if staged else "it staged nothing")
+    return (f"nothing was published for {month_key(attempt.month)}: the previous version stays published; "
+            f"{where} until a later run publishes the month")

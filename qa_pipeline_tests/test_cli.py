@@ -66,6 +66,8 @@ def test_a_failed_gate_exits_non_zero_and_says_why(tmp_path):
     assert run.returncode == 1
     assert "blocking check validated_audits:quarantined_share_within_limit failed" in run.stdout
     assert "above the 0.01% limit" in run.stdout
+    assert "nothing was published for 2026-03: the previous version stays published" in run.stdout
+    assert "staged table(s) stay readable in qa_staging (*__202603__" in run.stdout
     val = _cli(strict, "validate", "--month", "2026-03")
     assert val.returncode == 1
 

@@ -60,6 +60,9 @@ def get_engine(url: str) -> Engine:
                     dbapi_connection.execute(f"SET memory_limit = '{settings['memory_limit']}'")
                     dbapi_connection.execute(f"SET threads = {int(settings['threads'])}")
                     dbapi_connection.execute(f"SET temp_directory = '{temp}'")
+                    # row order is never relied on (every read sorts or aggregates): lets large
+                    # INSERT … SELECT stream instead of buffering to keep order
+                    dbapi_connection.execute("SET preserve_insertion_order = false")
                     dbapi_connection.execute("SET TimeZone = 'UTC'")
             elif url.startswith("postgresql"):
                 @sa.event.listens_for(engine, "connect")
