@@ -2,9 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --dist loadfile
+BENCH_ARGS ?=
+SPARK_PYTEST_ARGS ?=
 
 .PHONY: demo test dev install generate bench bench-postgres clean
+.PHONY: bench-10m test-spark
 
 $(BIN)/qa-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +33,18 @@ dev: install
 generate: install
 	$(BIN)/qa-pipeline generate
 
-## make bench: 1M audits end to end against the DuckDB floor (results in benchmarks/results.md)
+## make bench: 1M audits end to end against the DuckDB floor (results in benchmarks/results.md);
+## the data set is generated once into benchmarks/data/1000000 and reused
 bench: install
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+## make bench-10m: 10M audits in one month (generated once, as ten 1M slices, into benchmarks/data/10000000)
+bench-10m: install
+	$(BIN)/python benchmarks/run.py --audits 10000000 $(BENCH_ARGS)
+
+## make test-spark: the Spark tests alone, on a local standalone cluster they start (needs Java 17+)
+test-spark: install
+	$(BIN)/python -m pytest -m spark $(SPARK_PYTEST_ARGS)
 
 ## make bench-postgres: a 1M-row audits_clean partition into a throwaway PostgreSQL
 bench-postgres: install

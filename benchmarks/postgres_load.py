@@ -1,13 +1,16 @@
-"""Benchmark: load a 1M-row `qa_core.audits_clean` partition into PostgreSQL.
+"""Benchmark: a 1M-audit month through PostgreSQL's staging and publication.
 
     .ci/with-postgres .venv/bin/python benchmarks/postgres_load.py [--audits 1000000]
     (make bench-postgres)
 
-Builds the enriched month in memory (generator → gate → enrichment), then times
-`Warehouse.replace_partition` (one transaction: DELETE the month, binary COPY through ADBC)
-into an empty partition and again as a rewrite of the same month, against the server in
-QA_TEST_POSTGRES_URL (or --url). Appends the figures to benchmarks/results.md.
-Target (issue 3): ≥ 200k rows/s.
+Generates the month, runs the streaming gate over it in memory, then times against the server in
+QA_TEST_POSTGRES_URL (or --url), as a run does:
+1. the load: the validated rows into the run's staging table (binary COPY through ADBC, two
+   connections) — the figure the ≥ 200k rows/s target is about;
+2. the enrichment: `audits_clean` as INSERT … SELECT inside PostgreSQL;
+3. the publication: the staged partition swapped in (one transaction), into an empty month and
+   again over a published one.
+Appends the figures to benchmarks/results.md.
 """
 
 from __future__ import annotations
@@ -34,9 +37,13 @@ def main() -> int:
     if not args.url:
         raise SystemExit("no PostgreSQL: run through .ci/with-postgres or pass --url")
 
+    import pyarrow as pa
+
     from qa_pipeline.domain.enrich import enrich_audits
+    from qa_pipeline.domain.streaming_gate import stream_gate
     from qa_pipeline.domain.validation import AUDITS, ROSTER, run_gate
     from qa_pipeline.resources.raw_store import RawStore
+    from qa_pipeline.resources.staging import Attempt
     from qa_pipeline.resources.warehouse import Warehouse
     from qa_pipeline.sample_data import SampleSpec, generate
 
@@ -45,23 +52,36 @@ def main() -> int:
         generate(SampleSpec(months=["2026-03"], audits_per_month=args.audits, seed=1, moderators_per_site=400,
                             with_hatecheck=False), Path(tmp))
         store = RawStore(raw_dir=tmp)
-        gate = run_gate(store.read_month("audits", month), AUDITS, month)
+        chunks = [c.clean for c in stream_gate(store.month_paths("audits", month), store.root, AUDITS, month)]
         roster = run_gate(store.read_single("roster/roster.csv"), ROSTER, month).clean
-        frame = enrich_audits(gate.clean, roster, month)
+    rows = pa.concat_tables(chunks)
+    rows = rows.append_column("month", pa.repeat(pa.scalar(month, pa.date32()), rows.num_rows))
     warehouse = Warehouse(url=args.url)
-    warehouse.replace_partition("qa_core.audits_clean", frame.head(0), month)  # table exists, partition empty
     figures = {}
-    for label in ("into an empty partition", "rewrite of the same partition"):
+    for label in ("into an empty month", "over a published month"):
+        attempt = Attempt(warehouse, month, f"bench-{len(figures)}")
+        staged = attempt.create("qa_staging.validated_audits", scope="internal")
+        attempt.write("qa_staging.roster_snapshot", roster, scope="internal")
+        attempt.write("qa_core.disputes", roster.head(0).reindex(columns=["month", "dispute_id", "audit_id",
+                      "disputed_at", "resolved_at", "reason", "outcome", "source_file"]), scope="whole")
         t = time.perf_counter()
-        rows = warehouse.replace_partition("qa_core.audits_clean", frame, month)
-        seconds = time.perf_counter() - t
-        figures[label] = (rows, seconds)
+        attempt.append(staged, rows.select([c.name for c in staged.columns]))
+        load = time.perf_counter() - t
+        t = time.perf_counter()
+        attempt.write_query("qa_core.audits_clean", enrich_audits(
+            attempt.staged("qa_staging.validated_audits"), attempt.staged("qa_staging.roster_snapshot"),
+            attempt.staged("qa_core.disputes"), month))
+        enrich = time.perf_counter() - t
+        t = time.perf_counter()
+        attempt.publish()
+        publish = time.perf_counter() - t
+        figures[label] = (rows.num_rows, load, enrich, publish)
     server = warehouse.scalar(__import__("sqlalchemy").text("show server_version"))
     lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · PostgreSQL {server} load · {platform.machine()}, "
              f"{os.cpu_count()} cores", ""]
-    for label, (rows, seconds) in figures.items():
-        lines.append(f"- `audits_clean` {rows:,} rows {label}: {seconds:.2f} s = **{rows / seconds:,.0f} rows/s** "
-                     "(target ≥ 200,000)")
+    for label, (n, load, enrich, publish) in figures.items():
+        lines.append(f"- {n:,} audits {label}: load into staging {load:.2f} s = **{n / load:,.0f} rows/s** "
+                     f"(target ≥ 200,000); enrichment INSERT … SELECT {enrich:.2f} s; publication {publish:.2f} s")
     lines.append("")
     text = "\n".join(lines)
     print(text)

@@ -1,16 +1,27 @@
 """Benchmark: one month of N audits through `qa-pipeline run`, against a plain-SQL floor.
 
-    python benchmarks/run.py [--audits 1000000] [--month 2026-03] [--keep]
+    python benchmarks/run.py [--audits 1000000] [--month 2026-03] [--seed 1] [--floor-only] [--keep]
+    make bench          # 1M audits
+    make bench-10m      # 10M audits in one month
 
-1. generates a month of N audits (and the roster) into benchmarks/work/raw;
-2. times `qa-pipeline run --month M` end to end in a subprocess (fresh DuckDB warehouse and
-   Dagster instance), with the peak RSS of that process;
-3. reads each step's duration from the run's events in the instance;
-4. times the floor: DuckDB reading the same raw CSVs and computing every dimension's audit and
-   error counts in plain SQL (no validation, no enrichment beyond a roster join, no writes);
-5. prints the figures and appends them to benchmarks/results.md.
+1. the data set: generated once into benchmarks/data/<N>/raw and reused while its marker
+   (COMPLETE.json: N, month, seed) matches — see benchmarks/dataset.py (10M is generated as ten
+   1M slices with distinct seeds and audit ids);
+2. the floor: DuckDB reading the same raw CSVs and computing every dimension's audit and error
+   counts in plain SQL (no validation, no enrichment beyond a roster join, no writes), run twice
+   in this process (the first warms the page cache), the second timed;
+3. `qa-pipeline run --month M` end to end in a subprocess (fresh DuckDB warehouse and Dagster
+   instance under benchmarks/work/<N>), timed from process start to exit, with
+   - the peak RSS of its whole process tree: the sum of RSS over the run and all its descendants,
+     sampled every 0.1 s (benchmarks/rss.py; /proc on Linux, psutil elsewhere);
+   - ru_maxrss of the child from wait4 (the largest single process of the tree);
+   - its CPU seconds (user + system, the tree's), against the floor's: a ratio that other work on
+     a shared machine disturbs less than the wall-clock one (the target is on wall clock);
+4. each step's duration from the run's events in the instance;
+5. prints the figures and the targets, and appends them to benchmarks/results.md — only when the
+   run succeeded (`--floor-only` stops after step 2 and appends nothing).
 
-Targets (issue 2): end to end ≤ 8× the floor; peak RSS ≤ 3 GiB.
+Targets: end to end ≤ 8× the floor; whole-tree peak RSS ≤ 2 GiB at 1M audits, ≤ 4 GiB at 10M.
 """
 
 from __future__ import annotations
@@ -18,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -29,22 +39,22 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from dataset import ensure  # noqa: E402
+from rss import TreeRSS, wait4_rusage  # noqa: E402
 
 DIMENSIONS = ["site", "team_type", "queue", "policy", "market", "content_type", "tenure_band"]
+MAX_RATIO = 8.0
+# whole-tree peak RSS targets (GiB) by data set size
+RSS_TARGETS = {1_000_000: 2.0, 10_000_000: 4.0}
 
 
-def generate(raw: Path, month: str, n: int, seed: int) -> float:
-    from qa_pipeline.sample_data import SampleSpec
-    from qa_pipeline.sample_data import generate as gen
-
-    if raw.exists():
-        shutil.rmtree(raw)
-    t = time.perf_counter()
-    gen(SampleSpec(months=[month], audits_per_month=n, seed=seed, moderators_per_site=400), raw)
-    return time.perf_counter() - t
+def rss_target(audits: int) -> float | None:
+    return RSS_TARGETS.get(audits)
 
 
-def run_pipeline(work: Path, raw: Path, month: str) -> tuple[float, float, str]:
+def run_pipeline(work: Path, raw: Path, month: str, interval: float = 0.1) -> dict:
     env = dict(os.environ)
     env.update({
         "QA_RAW_DIR": str(raw),
@@ -54,17 +64,29 @@ def run_pipeline(work: Path, raw: Path, month: str) -> tuple[float, float, str]:
     })
     for sub in ("warehouse", "reports", "dagster_home"):
         shutil.rmtree(work / sub, ignore_errors=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "qa_pipeline.cli", "run", "--month", month, "--quiet"],
-                          env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode != 0:
-        raise SystemExit(f"qa-pipeline run failed:\n{proc.stdout}\n{proc.stderr}")
-    if peak_kib <= before:
-        peak_kib = before
-    return elapsed, peak_kib / 1024 / 1024, env["DAGSTER_HOME"]
+    work.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = work / "run.stdout", work / "run.stderr"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "qa_pipeline.cli", "run", "--month", month, "--quiet"],
+                                env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        with TreeRSS(proc.pid, interval) as tree:
+            code, child_maxrss_gib, cpu_s = wait4_rusage(proc.pid)  # reaps the child: sample until then
+        elapsed = time.perf_counter() - t
+        proc.returncode = code
+    return {
+        "returncode": code,
+        "seconds": elapsed,
+        "cpu_seconds": cpu_s,
+        "tree_peak_gib": tree.peak_bytes / 2**30,
+        "tree_peak_processes": tree.peak_processes,
+        "tree_max_processes": tree.max_processes,
+        "samples": tree.samples,
+        "child_maxrss_gib": child_maxrss_gib,
+        "dagster_home": env["DAGSTER_HOME"],
+        "stdout": out_path,
+        "stderr": err_path,
+    }
 
 
 def step_durations(dagster_home: str) -> dict[str, float]:
@@ -87,12 +109,14 @@ def step_durations(dagster_home: str) -> dict[str, float]:
     return durations
 
 
-def floor(raw: Path, month: str) -> tuple[float, int]:
-    """DuckDB over the same CSVs: every dimension's audits and errors in one plain SQL pass."""
+def floor(raw: Path, month: str) -> tuple[float, int, float]:
+    """DuckDB over the same CSVs: every dimension's audits and errors in one plain SQL pass.
+    Returns (wall seconds, segment rows, CPU seconds of this process: DuckDB's threads)."""
     import duckdb
 
     con = duckdb.connect()
-    t = time.perf_counter()
+    con.execute("SET enable_progress_bar = false")
+    t, cpu = time.perf_counter(), time.process_time()
     sets = ", ".join(f"({d})" for d in DIMENSIONS) + ", (site, queue), ()"
     rows = con.execute(f"""
         WITH a AS (
@@ -114,7 +138,13 @@ def floor(raw: Path, month: str) -> tuple[float, int]:
         SELECT {", ".join(DIMENSIONS)}, count(*) AS audits, sum(is_error::INT) AS errors
         FROM e GROUP BY GROUPING SETS ({sets})
     """).fetchall()
-    return time.perf_counter() - t, len(rows)
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+    con.close()
+    return seconds, len(rows), cpu
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
 
 
 def main() -> int:
@@ -122,30 +152,65 @@ def main() -> int:
     p.add_argument("--audits", type=int, default=1_000_000)
     p.add_argument("--month", default="2026-03")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--keep", action="store_true", help="keep benchmarks/work afterwards")
+    p.add_argument("--jobs", type=int, default=2, help="processes generating slices (data sets above 1M)")
+    p.add_argument("--regenerate", action="store_true", help="generate the data set again even if it is there")
+    p.add_argument("--floor-only", action="store_true",
+                   help="data set and floor only: no pipeline run, nothing appended")
+    p.add_argument("--interval", type=float, default=0.1, help="RSS sampling interval, seconds")
+    p.add_argument("--keep", action="store_true", help="keep benchmarks/work/<N> (warehouse, instance, logs)")
     p.add_argument("--results", default=str(HERE / "results.md"))
     args = p.parse_args()
 
-    work = HERE / "work"
-    raw = work / "raw"
-    work.mkdir(parents=True, exist_ok=True)
-    gen_s = generate(raw, args.month, args.audits, args.seed)
-    csv_mb = sum(f.stat().st_size for f in (raw / "audits" / args.month).glob("*.csv")) / 1e6
+    raw, data = ensure(args.audits, args.month, args.seed, jobs=args.jobs, regenerate=args.regenerate,
+                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    audit_files = sorted((raw / "audits" / args.month).glob("*.csv"))
+    csv_mb = sum(f.stat().st_size for f in audit_files) / 1e6
+    gen_note = (f"reused (generated {data['generated_at']} in {data['seconds']:.0f} s, "
+                f"peak RSS {data['peak_tree_rss_gib']:.2f} GiB)" if data["reused"] else
+                f"generated in {data['seconds']:.0f} s, peak RSS {data['peak_tree_rss_gib']:.2f} GiB")
+    if data.get("slices"):
+        gen_note += f", {len(data['slices'])} slices of {data['slice_audits']:,} with {data['jobs']} processes"
+
     floor(raw, args.month)  # warm the page cache for both contenders
-    floor_s, floor_rows = floor(raw, args.month)
-    total_s, peak_gib, home = run_pipeline(work, raw, args.month)
-    steps = step_durations(home)
-    ratio = total_s / floor_s
+    floor_s, floor_rows, floor_cpu = floor(raw, args.month)
+    print(f"floor: {floor_s:.2f} s, {floor_cpu:.2f} CPU s ({floor_rows} segment rows) over {csv_mb:.0f} MB of CSV in "
+          f"{len(audit_files)} files; data set {gen_note}", file=sys.stderr, flush=True)
+    if args.floor_only:
+        return 0
+
+    work = HERE / "work" / str(args.audits)
+    load_before = os.getloadavg()[0]
+    run = run_pipeline(work, raw, args.month, args.interval)
+    load_after = os.getloadavg()[0]
+    if run["returncode"] != 0:
+        tail = lambda f: "\n".join(f.read_text(errors="replace").splitlines()[-40:])  # noqa: E731
+        print(f"qa-pipeline run failed (exit {run['returncode']}) after {run['seconds']:.1f} s; "
+              f"nothing appended to {args.results}\n--- stdout ---\n{tail(run['stdout'])}\n"
+              f"--- stderr ---\n{tail(run['stderr'])}", file=sys.stderr)
+        return 1
+    steps = step_durations(run["dagster_home"])
+    ratio = run["seconds"] / floor_s
+    target = rss_target(args.audits)
+    rss_line = (f"- peak RSS of the run's whole process tree (sum over the run and its children, sampled "
+                f"every {args.interval:g} s, {run['samples']} samples): **{run['tree_peak_gib']:.2f} GiB** "
+                f"({run['tree_peak_processes']} processes at the peak, at most {run['tree_max_processes']})")
+    if target is not None:
+        rss_line += f" (target ≤ {target:g} GiB: {_verdict(run['tree_peak_gib'] <= target)})"
 
     lines = [
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {args.audits:,} audits · {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "",
-        f"- raw CSV: {csv_mb:.0f} MB (generated in {gen_s:.1f} s)",
-        f"- floor (DuckDB, plain SQL, {floor_rows} segment rows): **{floor_s:.2f} s**",
-        f"- `qa-pipeline run` end to end (process start to exit): **{total_s:.1f} s** "
-        f"= **{ratio:.1f}× the floor** (target ≤ 8×)",
-        f"- peak RSS of the run: **{peak_gib:.2f} GiB** (target ≤ 3 GiB)",
+        f"- raw CSV: {csv_mb:.0f} MB in {len(audit_files)} files; data set {gen_note}",
+        f"- machine load (1-min average) before / after the run: {load_before:.1f} / {load_after:.1f} "
+        f"on {os.cpu_count()} cores (other work on the machine slows both contenders)",
+        f"- floor (DuckDB, plain SQL, {floor_rows} segment rows): **{floor_s:.2f} s** ({floor_cpu:.1f} CPU s)",
+        f"- `qa-pipeline run` end to end (process start to exit): **{run['seconds']:.1f} s** "
+        f"= **{ratio:.1f}× the floor** (target ≤ {MAX_RATIO:g}×: {_verdict(ratio <= MAX_RATIO)}); "
+        f"CPU {run['cpu_seconds']:.1f} s = {run['cpu_seconds'] / max(floor_cpu, 1e-9):.1f}× the floor's "
+        "(less sensitive to other load)",
+        rss_line,
+        f"- ru_maxrss of the run (largest single process, from wait4): {run['child_maxrss_gib']:.2f} GiB",
         "",
         "| step | seconds |",
         "| --- | ---: |",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from qa_pipeline.settings import Settings, resolve_path
 
@@ -51,39 +50,40 @@ def cmd_run(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    """The audit gate alone, exactly as a run applies it (streamed, cross-row rules in the
+    warehouse), staged under a throwaway attempt that is dropped afterwards: nothing is published."""
+    import uuid
+
+    from qa_pipeline.assets.month_gate import stage_month_gate
     from qa_pipeline.domain.months import month_start
-    from qa_pipeline.domain.validation import AUDITS, RawInputError, run_gate
+    from qa_pipeline.domain.validation import AUDITS, RawInputError
     from qa_pipeline.resources.raw_store import RawStore
+    from qa_pipeline.resources.staging import Attempt
     from qa_pipeline.resources.warehouse import Warehouse
 
     settings = Settings.from_env()
     month = month_start(args.month)
     store = RawStore(raw_dir=str(settings.raw_dir))
+    attempt = Attempt(Warehouse(url=settings.warehouse_url), month, f"validate-{uuid.uuid4().hex}")
     try:
-        files = store.read_month("audits", month)
+        gate = stage_month_gate(attempt, store.month_paths("audits", month), store.root, AUDITS,
+                                chunk_rows=settings.gate_chunk_rows)
+        sample = attempt.warehouse.execute(attempt.staged("qa_core.audits_quarantine").order_by(
+            ["source_file", "row_number"]).select("source_file", "row_number", "reason").limit(args.show))
     except RawInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    published = None
-    warehouse = Warehouse(url=settings.warehouse_url)
-    if Path(settings.warehouse_url.removeprefix("duckdb:///")).exists() or not settings.warehouse_url.startswith("duckdb"):
-        from qa_pipeline.assets.ingest import published_ids_before
-
-        published = published_ids_before(warehouse, month)
-    try:
-        gate = run_gate(files, AUDITS, month, published_ids=published)
-    except RawInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    finally:
+        attempt.discard()
     limit = settings.thresholds.max_invalid_fraction
-    print(f"{args.month}: {gate.rows_read:,} rows read, {len(gate.clean):,} clean, "
-          f"{len(gate.quarantine):,} quarantined ({gate.quarantined_share:.2%}; limit {limit:.2%})")
+    print(f"{args.month}: {gate.rows_read:,} rows read, {gate.rows_clean:,} clean, "
+          f"{gate.rows_quarantined:,} quarantined ({gate.quarantined_share:.2%}; limit {limit:.2%})")
     print(gate.files[["source_file", "rows_read", "rows_clean", "rows_quarantined"]].to_string(index=False))
-    if len(gate.quarantine):
+    if gate.rows_quarantined:
         print("\nquarantined rows by rule:")
-        print(gate.rule_counts().to_string(index=False))
+        print(gate.rule_counts.to_string(index=False))
         print("\nfirst quarantined rows:")
-        print(gate.quarantine[["source_file", "row_number", "reason"]].head(args.show).to_string(index=False))
+        print(sample.to_string(index=False))
     return 0 if gate.quarantined_share <= limit else 1
 
 

@@ -15,11 +15,15 @@ from dagster._core.log_manager import get_log_record_metadata, has_log_record_me
 
 
 def failure_message(event) -> str:
-    """The last line of a failed step's underlying error (its cause when Dagster wrapped it)."""
+    """The cause of a failed step in one line: the underlying error's type and first line (SQLAlchemy's
+    trailing "Background on this error at: …" line is no cause)."""
     err = event.event_specific_data.error
     cause = err.cause if err and err.cause else err
-    lines = (cause.message if cause else "").strip().splitlines()
-    return lines[-1] if lines else "unknown error"
+    lines = [ln.strip() for ln in (cause.message if cause else "").strip().splitlines()
+             if ln.strip() and not ln.strip().startswith("(Background on this error")]
+    if not lines:
+        return "unknown error"
+    return lines[0] if len(lines[0]) <= 300 else lines[0][:297] + "..."
 
 
 def is_check_failure(event) -> bool:

@@ -5,14 +5,21 @@ from __future__ import annotations
 import math
 from datetime import date
 
+import ibis
 import numpy as np
 import pandas as pd
 import pytest
 
-from qa_pipeline.domain.consistency import auditor_consistency
-from qa_pipeline.domain.metrics import quality_metrics
+from qa_pipeline.domain.consistency import auditor_consistency, auditor_queue_counts
+from qa_pipeline.domain.metrics import quality_metrics, segment_counts
 from qa_pipeline.domain.months import month_start
-from qa_pipeline.domain.rca import decompose, rca_drivers, rca_pareto
+from qa_pipeline.domain.rca import (
+    decompose,
+    driver_counts,
+    rca_drivers,
+    rca_pareto,
+    root_cause_counts,
+)
 from qa_pipeline.domain.themes import comment_themes
 from qa_pipeline.domain.trends import error_trends
 from qa_pipeline.domain.validation import AUDITS, DISPUTES, ROSTER, run_gate
@@ -37,6 +44,16 @@ def clean_months(raw, months) -> dict:
     return out
 
 
+def counted(aggregate, audits: pd.DataFrame) -> pd.DataFrame:
+    """A domain aggregate (an ibis expression) over in-memory audits, run by ibis's default
+    backend (DuckDB): the small frame the warehouse would return."""
+    return aggregate(ibis.memtable(audits)).to_pyarrow().to_pandas(date_as_object=False)
+
+
+def month_metrics(audits: pd.DataFrame, month) -> pd.DataFrame:
+    return quality_metrics(counted(segment_counts, audits), month)
+
+
 @pytest.fixture(scope="module")
 def sample_months(sample_raw):
     return clean_months(sample_raw, ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"])
@@ -44,7 +61,7 @@ def sample_months(sample_raw):
 
 @pytest.fixture(scope="module")
 def trend_table(sample_months):
-    metrics = pd.concat([quality_metrics(a, month_start(m)) for m, a in sample_months.items()], ignore_index=True)
+    metrics = pd.concat([month_metrics(a, month_start(m)) for m, a in sample_months.items()], ignore_index=True)
     return {m: error_trends(metrics, month_start(m), Thresholds()) for m in sample_months}
 
 
@@ -100,7 +117,7 @@ def test_false_alert_share_on_20_seeds_without_planted_changes(tmp_path):
         generate(SampleSpec(months=["2026-03", "2026-04"], audits_per_month=3000, seed=100 + seed,
                             plant_effects=False, with_hatecheck=False, bad_row_share=0.0), raw)
         months = clean_months(raw, ["2026-03", "2026-04"])
-        metrics = pd.concat([quality_metrics(a, month_start(m)) for m, a in months.items()], ignore_index=True)
+        metrics = pd.concat([month_metrics(a, month_start(m)) for m, a in months.items()], ignore_index=True)
         t = error_trends(metrics, date(2026, 4, 1), Thresholds())
         alerting += int(t.alert.sum())
         judged += int(t.judged.sum())
@@ -127,7 +144,8 @@ def test_decomposition_adds_up_exactly_on_random_segments():
 
 
 def test_drivers_name_the_spike_segment(sample_months):
-    d = rca_drivers(sample_months["2026-03"], sample_months["2026-04"], date(2026, 4, 1))
+    d = rca_drivers(counted(driver_counts, sample_months["2026-03"]), counted(driver_counts, sample_months["2026-04"]),
+                    date(2026, 4, 1))
     for dim, g in d.groupby("dimension"):
         assert g.contribution.sum() == pytest.approx(g.overall_change.iloc[0], abs=1e-12), dim
     pair = d[d.dimension == "site×queue"].sort_values("contribution", ascending=False)
@@ -137,7 +155,7 @@ def test_drivers_name_the_spike_segment(sample_months):
 
 
 def test_pareto_shares_sum_to_one_and_vital_few_reach_80_percent(sample_months):
-    p = rca_pareto(sample_months["2026-04"], date(2026, 4, 1))
+    p = rca_pareto(counted(root_cause_counts, sample_months["2026-04"]), date(2026, 4, 1))
     for scope, g in p.groupby("scope"):
         assert g.share.sum() == pytest.approx(1.0, abs=1e-12), scope
         assert g.errors.is_monotonic_decreasing
@@ -149,8 +167,10 @@ def test_pareto_shares_sum_to_one_and_vital_few_reach_80_percent(sample_months):
 
 
 def test_the_drifting_auditor_is_flagged_after_the_drift_starts(sample_months):
-    before = auditor_consistency(sample_months["2026-02"], date(2026, 2, 1), 100, 3.0).set_index("auditor_id")
-    during = auditor_consistency(sample_months["2026-04"], date(2026, 4, 1), 100, 3.0).set_index("auditor_id")
+    def consistency(m, month):
+        return auditor_consistency(counted(auditor_queue_counts, sample_months[m]), month, 100, 3.0)
+    before = consistency("2026-02", date(2026, 2, 1)).set_index("auditor_id")
+    during = consistency("2026-04", date(2026, 4, 1)).set_index("auditor_id")
     assert not before.loc["AUD-07", "drift"]
     assert during.loc["AUD-07", "drift"] and during.loc["AUD-07", "z_score"] > 3
     assert during.drift.sum() <= 2
@@ -160,9 +180,10 @@ def test_expected_rate_uses_the_other_auditors_on_the_same_queues():
     audits = pd.DataFrame({
         "auditor_id": ["A"] * 4 + ["B"] * 4 + ["C"] * 2,
         "queue": ["q1", "q1", "q2", "q2", "q1", "q1", "q1", "q1", "q2", "q2"],
-        "is_error": [1, 1, 0, 1, 0, 1, 0, 0, 0, 0], "dispute_outcome": [None] * 10,
+        "is_error": np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0], dtype=bool),
+        "dispute_outcome": pd.Series([None] * 10, dtype="str"),
     })
-    out = auditor_consistency(audits, date(2026, 1, 1), 1, 3.0).set_index("auditor_id")
+    out = auditor_consistency(counted(auditor_queue_counts, audits), date(2026, 1, 1), 1, 3.0).set_index("auditor_id")
     # A: 2 audits on q1 (others: 1/4) and 2 on q2 (others: 0/2) → expected 0.5 flags of 4
     assert out.loc["A", "expected_rate"] == pytest.approx(0.5 / 4)
     var = 2 * 0.25 * 0.75

@@ -9,13 +9,14 @@ import math
 from collections import defaultdict
 from datetime import date
 
+import ibis
 import pandas as pd
 import pytest
 from scipy import stats
 
 from qa_pipeline.domain.calibration import rater_scores
 from qa_pipeline.domain.experiments import experiment_readout
-from qa_pipeline.domain.metrics import moderator_quality
+from qa_pipeline.domain.metrics import moderator_counts, moderator_quality
 from qa_pipeline.domain.themes import comment_themes
 from qa_pipeline.refdata import HATECHECK, hatecheck_sessions
 from qa_pipeline_tests.conftest import wilson_closed_form
@@ -137,7 +138,8 @@ def _audits(rows: list[tuple[str, int, int]], day: str = "2026-03-05") -> pd.Dat
 
 
 def test_moderators_below_target_need_the_whole_interval_below_and_enough_audits():
-    mq = moderator_quality(_audits([("M1", 25, 5), ("M2", 5, 2), ("M3", 40, 1)]), date(2026, 3, 1), 0.95, 20)
+    audits = ibis.memtable(_audits([("M1", 25, 5), ("M2", 5, 2), ("M3", 40, 1)]))
+    mq = moderator_quality(moderator_counts(audits).to_pyarrow().to_pandas(), date(2026, 3, 1), 0.95, 20)
     mq = mq.set_index("moderator_id")
     low, high = wilson_closed_form(20, 25)
     assert mq.loc["M1", "accuracy"] == pytest.approx(0.8, abs=1e-12)
@@ -157,7 +159,7 @@ def test_experiment_units_are_moderators_and_welch_is_run_on_their_accuracy():
                                 "treatment_share": [0.5]})
     arms = pd.DataFrame({"experiment_id": "E", "moderator_id": [m for m, _, _ in control + treatment],
                          "arm": ["control"] * 3 + ["treatment"] * 3})
-    row = experiment_readout(pd.concat([audits, outside]), experiments, arms, {date(2026, 3, 1)}).iloc[0]
+    row = experiment_readout(ibis.memtable(pd.concat([audits, outside])), experiments, arms, {date(2026, 3, 1)}).iloc[0]
     c = [1 - e / n for _, n, e in control]
     t = [1 - e / n for _, n, e in treatment]
     expected = stats.ttest_ind(t, c, equal_var=False)

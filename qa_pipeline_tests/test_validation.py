@@ -195,3 +195,29 @@ def test_roster_gate_quarantines_duplicates_and_bad_dates(tmp_path):
     assert gate.clean.site.tolist() == ["Dublin"]
     assert gate.quarantine.set_index("row_number")["rule"].to_dict() == {
         2: "moderator_id:duplicate", 3: "hire_date:date", 4: "status:allowed_values"}
+
+
+def test_a_row_lists_its_row_local_rules_before_the_cross_row_ones(tmp_path):
+    rows = [audit(audit_id="A-1"),
+            audit(audit_id="A-1", audited_at="2026-04-02T00:00:00Z"),  # outside March, and a repeat
+            audit(audit_id="A-old", queue="?")]  # a bad queue, and published for an earlier month
+    gate = _gate(tmp_path, rows, published=pd.Series(["A-old"]))
+    q = gate.quarantine.set_index("row_number")
+    assert q.loc[2, "rules"] == "audited_at:in_folder_month; audit_id:duplicate"
+    assert q.loc[2, "rule"] == "audited_at:in_folder_month"
+    assert q.loc[2, "reason"].index("outside the folder month") < q.loc[2, "reason"].index("repeats an earlier row")
+    assert q.loc[3, "rules"] == "queue:pattern; audit_id:published_earlier"
+    assert list(gate.clean.audit_id) == ["A-1"]
+
+
+def test_an_optional_column_missing_from_one_file_defaults_in_that_file_only(tmp_path):
+    folder = tmp_path / "raw" / "audits" / "2026-03"
+    write_csv(folder / "a.csv", [audit(audit_id="A-1", sampling_weight="3.0"),
+                                 audit(audit_id="A-2", sampling_weight="")])
+    write_csv(folder / "b.csv", [audit(audit_id="B-1")], [c for c in VALID_AUDIT if c != "sampling_weight"])
+    gate = run_gate(RawStore(raw_dir=str(tmp_path / "raw")).read_month("audits", MARCH), AUDITS, MARCH)
+    assert gate.clean[["audit_id", "sampling_weight"]].values.tolist() == [["A-1", 3.0], ["B-1", 1.0]]
+    q = gate.quarantine.iloc[0]
+    assert (q["source_file"], q["row_number"], q["rule"]) == ("audits/2026-03/a.csv", 2, "sampling_weight:required")
+    # each raw record holds its own file's columns
+    assert "sampling_weight" in json.loads(q["raw_record"])

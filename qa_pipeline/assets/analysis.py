@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from qa_pipeline.assets.audits import audits_clean, read_month
+from qa_pipeline.assets.audits import audits_clean, month_audits
 from qa_pipeline.assets.common import (
     QualityConfig,
     monthly_asset,
@@ -45,14 +45,14 @@ def error_trends(context: dg.AssetExecutionContext, warehouse: Warehouse,
 
 
 @monthly_asset(
-    group="analysis", kinds={"pandas"}, deps=[audits_clean],
+    group="analysis", kinds={"sql", "ibis", "pandas"}, deps=[audits_clean],
     description=("Root causes of the month's errors, overall and per queue: counts, shares, cumulative "
                  "share and the vital few that make up the first 80 %."),
 )
 def rca_pareto(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     attempt = run_attempt(context, warehouse)
     month = attempt.month
-    frame = rca.rca_pareto(read_month(attempt, month), month)
+    frame = rca.rca_pareto(warehouse.execute(rca.root_cause_counts(month_audits(attempt, month))), month)
     attempt.write("qa_reporting.rca_pareto", frame)
     overall = frame[frame.scope == "overall"]
     return dg.MaterializeResult(metadata=table_metadata(
@@ -62,7 +62,7 @@ def rca_pareto(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Ma
 
 
 @monthly_asset(
-    group="analysis", kinds={"pandas"}, deps=[audits_clean],
+    group="analysis", kinds={"sql", "ibis", "pandas"}, deps=[audits_clean],
     description=("Exact mix/rate decomposition of the overall error-rate change against the previous "
                  "month for site, queue, policy, team_type, tenure_band, content_type and site×queue: "
                  "per dimension the contributions add up to the overall change."),
@@ -70,7 +70,9 @@ def rca_pareto(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Ma
 def rca_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     attempt = run_attempt(context, warehouse)
     month = attempt.month
-    frame = rca.rca_drivers(read_month(attempt, previous_month(month)), read_month(attempt, month), month)
+    counts_prev = warehouse.execute(rca.driver_counts(month_audits(attempt, previous_month(month))))
+    counts = warehouse.execute(rca.driver_counts(month_audits(attempt, month)))
+    frame = rca.rca_drivers(counts_prev, counts, month)
     attempt.write("qa_reporting.rca_drivers", frame)
     change = float(frame["overall_change"].iloc[0]) if len(frame) else None
     return dg.MaterializeResult(metadata=table_metadata(
@@ -80,7 +82,7 @@ def rca_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
 
 
 @monthly_asset(
-    group="analysis", kinds={"pandas"}, deps=[audits_clean],
+    group="analysis", kinds={"sql", "ibis", "pandas"}, deps=[audits_clean],
     description=("Each auditor's error-flag rate against the rate expected from the other auditors on "
                  "the same queues, z-score and drift flag (|z| > 3 with ≥ 100 audits), with the "
                  "auditor's disputes and overturns. Restricted (person-level)."),
@@ -90,7 +92,8 @@ def auditor_consistency(context: dg.AssetExecutionContext, warehouse: Warehouse,
     attempt = run_attempt(context, warehouse)
     month = attempt.month
     t = quality_config.thresholds()
-    frame = consistency.auditor_consistency(read_month(attempt, month), month, t.min_n, t.drift_z)
+    counts = warehouse.execute(consistency.auditor_queue_counts(month_audits(attempt, month)))
+    frame = consistency.auditor_consistency(counts, month, t.min_n, t.drift_z)
     attempt.write("qa_core.auditor_consistency", frame)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_core.auditor_consistency", frame, ["auditor_id", "audits", "flag_rate", "expected_rate", "z_score", "drift"],
@@ -98,16 +101,22 @@ def auditor_consistency(context: dg.AssetExecutionContext, warehouse: Warehouse,
     ))
 
 
+THEME_BATCH_ROWS = 200_000
+
+
 @monthly_asset(
     group="analysis", kinds={"pandas", "scikit-learn"}, deps=[audits_clean],
     description=("Words and short phrases that distinguish the comments of errors in each scope "
                  "(overall, per queue, per root cause) from the rest, from PII-redacted comments "
-                 "(log-odds with an informative Dirichlet prior)."),
+                 "(log-odds with an informative Dirichlet prior). The month's comments are streamed "
+                 "from the engine and counted a batch at a time."),
 )
 def comment_themes(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     attempt = run_attempt(context, warehouse)
     month = attempt.month
-    frame = themes.comment_themes(read_month(attempt, month), month)
+    audits = month_audits(attempt, month)
+    comments = audits.filter(audits.auditor_comment.notnull()).select(*themes.INPUT_COLUMNS)
+    frame = themes.comment_themes_from_chunks(warehouse.batches(comments, THEME_BATCH_ROWS), month)
     attempt.write("qa_reporting.comment_themes", frame)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.comment_themes", frame, ["scope", "term", "errors_with_term", "z_score"],

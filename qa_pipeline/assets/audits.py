@@ -2,7 +2,6 @@
 
 import dagster as dg
 import ibis
-import pandas as pd
 
 from qa_pipeline.assets.common import (
     monthly_asset,
@@ -48,11 +47,6 @@ def audits_clean(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.
         "dagster/row_count": dg.MetadataValue.int(audits),
         "staged_as": dg.MetadataValue.text(f"{staged.schema}.{staged.name}"),
     })
-
-
-def read_month(attempt: Attempt, month) -> pd.DataFrame:
-    """The audits of one month as this run sees them (staged for its own month, else published)."""
-    return attempt.frame("qa_core.audits_clean", months=[month])
 
 
 def month_audits(attempt: Attempt, month) -> ibis.Table:

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from qa_pipeline.assets.audits import audits_clean, read_month
+from qa_pipeline.assets.audits import audits_clean, month_audits
 from qa_pipeline.assets.common import (
     DATA_ENGINEERING,
     monthly_asset,
@@ -62,7 +62,7 @@ def disputes(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: 
 
 @monthly_asset(
     group="disputes",
-    kinds={"pandas"},
+    kinds={"sql", "ibis", "pandas"},
     deps=[audits_clean],
     description=(
         "Dispute and overturn rates of the month's audits, overall and per site, queue and auditor "
@@ -73,7 +73,8 @@ def disputes(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: 
 def dispute_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     attempt = run_attempt(context, warehouse)
     month = attempt.month
-    frame = dispute_logic.dispute_metrics(read_month(attempt, month), month)
+    counts = warehouse.execute(dispute_logic.dispute_counts(month_audits(attempt, month), month))
+    frame = dispute_logic.dispute_metrics(counts, month)
     attempt.write("qa_reporting.dispute_metrics", frame)
     overall = frame[frame.dimension == "overall"]
     return dg.MaterializeResult(metadata=table_metadata(

@@ -1,7 +1,9 @@
 """Policy-change impact and experiment readouts, recomputed at every monthly run from all
-published audits, and next month's sampling plan."""
+published audits, and next month's sampling plan: the engine aggregates the audits, pandas and
+scipy compute the statistics on the small result."""
 
 import dagster as dg
+import ibis
 import pandas as pd
 
 from qa_pipeline.assets.audits import audits_clean
@@ -21,26 +23,24 @@ from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.staging import Attempt
 from qa_pipeline.resources.warehouse import Warehouse
 
-AUDIT_FIELDS = ["month", "decision_at", "queue", "site", "moderator_id", "policy_moderator", "policy_auditor",
-                "is_error_final", "is_critical", "handle_time_s", "sampling_weight"]
 
-
-def audits_from(attempt: Attempt, months=None, since=None) -> pd.DataFrame:
-    """The analysis columns of the audits this run sees (its staged month and the published ones):
-    the given months, or every month from `since` on."""
+def audits_from(attempt: Attempt, months=None, since=None) -> ibis.Table:
+    """The audits this run sees (its staged month and the published ones), as an ibis table: the
+    given months, or every month from `since` on. Nothing is read here; the domain functions
+    aggregate it inside the engine."""
     t = attempt.table("qa_core.audits_clean")
     if months is not None:
         t = t.filter(t.month.isin(list(months)))
     if since is not None:
         t = t.filter(t.month >= since)
-    return attempt.warehouse.execute(t.select(*AUDIT_FIELDS))
+    return t
 
 
-def audits_since(attempt: Attempt, window_starts: pd.Series) -> pd.DataFrame:
+def audits_since(attempt: Attempt, window_starts: pd.Series) -> ibis.Table:
     """Audits that can fall in windows opening at `window_starts` (by decision time). An audit's
-    month is never before its decision's, so months before the earliest window are not read."""
+    month is never before its decision's, so months before the earliest window are not scanned."""
     if window_starts.empty:
-        return pd.DataFrame(columns=AUDIT_FIELDS)
+        return audits_from(attempt)  # no window: the domain functions query nothing
     return audits_from(attempt, since=month_start(pd.Timestamp(window_starts.min()).date()))
 
 
@@ -70,7 +70,7 @@ def policy_change_impact(context: dg.AssetExecutionContext, raw_store: RawStore,
     changes = gate.clean if gate is not None else pd.DataFrame(columns=POLICY_CHANGES.columns)
     window_starts = pd.to_datetime(changes["effective_date"]) - pd.Timedelta(days=t.policy_window_days)
     frame = impact(audits_since(attempt, window_starts), changes, known_months(attempt),
-                   window_days=t.policy_window_days, alpha=t.alert_q)
+                   window_days=t.policy_window_days, alpha=t.alert_q, execute=warehouse.execute)
     attempt.write("qa_reporting.policy_change_impact", frame, scope="whole")
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.policy_change_impact", frame,
@@ -99,7 +99,7 @@ def experiment_readout(context: dg.AssetExecutionContext, raw_store: RawStore, w
     experiments = exps.clean if exps is not None else pd.DataFrame(columns=EXPERIMENTS.columns)
     assignments = arms.clean if arms is not None else pd.DataFrame(columns=ASSIGNMENTS.columns)
     frame = readout(audits_since(attempt, pd.to_datetime(experiments["start_date"])), experiments, assignments,
-                    known_months(attempt), alpha=t.alert_q, srm_alpha=t.srm_alpha)
+                    known_months(attempt), alpha=t.alert_q, srm_alpha=t.srm_alpha, execute=warehouse.execute)
     attempt.write("qa_reporting.experiment_readout", frame, scope="whole")
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.experiment_readout", frame,
@@ -124,7 +124,8 @@ def sampling_plan(context: dg.AssetExecutionContext, warehouse: Warehouse,
     attempt = run_attempt(context, warehouse)
     month = attempt.month
     recent_months = months_back(month, 2)
-    frame = plan(audits_from(attempt, recent_months), next_month(month), quality_config.thresholds().margin)
+    frame = plan(audits_from(attempt, recent_months), next_month(month), quality_config.thresholds().margin,
+                 execute=warehouse.execute)
     attempt.write("qa_reporting.sampling_plan", frame, scope="next_month")
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.sampling_plan", frame,

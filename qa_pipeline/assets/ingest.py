@@ -2,7 +2,6 @@
 
 import dagster as dg
 import pandas as pd
-import sqlalchemy as sa
 
 from qa_pipeline.assets.common import (
     DATA_ENGINEERING,
@@ -12,11 +11,12 @@ from qa_pipeline.assets.common import (
     preview,
     run_attempt,
 )
+from qa_pipeline.assets.month_gate import StagedGate, stage_month_gate
 from qa_pipeline.domain.validation import AUDITS, ROSTER, GateResult, run_gate
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.staging import Attempt
 from qa_pipeline.resources.warehouse import Warehouse
-from qa_pipeline.schemas import warehouse as wh
+from qa_pipeline.settings import Settings
 
 QUARANTINE_SHARE_CHECK = "quarantined_share_within_limit"
 ROWS_ACCOUNTED_CHECK = "every_row_accounted_for"
@@ -52,7 +52,7 @@ def stage_gate(attempt: Attempt, gate: GateResult | None, input_name: str, scope
     attempt.write("qa_core.ingest_log", files, scope=scope, scope_input=input_name)
 
 
-def _identity_check(gate: GateResult, asset_key: str) -> dg.AssetCheckResult:
+def _identity_check(gate: GateResult | StagedGate, asset_key: str) -> dg.AssetCheckResult:
     files = gate.files
     broken = files[files.rows_read != files.rows_clean + files.rows_quarantined]
     return dg.AssetCheckResult(
@@ -68,17 +68,18 @@ def _identity_check(gate: GateResult, asset_key: str) -> dg.AssetCheckResult:
     )
 
 
-def _gate_metadata(gate: GateResult) -> dict:
-    q = gate.quarantine
+def _gate_metadata(gate: GateResult | StagedGate) -> dict:
+    if isinstance(gate, GateResult):
+        gate = StagedGate(files=gate.files, rule_counts=gate.rule_counts(), sample=gate.quarantine.head(10))
     return {
         "rows_read": dg.MetadataValue.int(gate.rows_read),
-        "rows_clean": dg.MetadataValue.int(len(gate.clean)),
-        "rows_quarantined": dg.MetadataValue.int(len(q)),
+        "rows_clean": dg.MetadataValue.int(gate.rows_clean),
+        "rows_quarantined": dg.MetadataValue.int(gate.rows_quarantined),
         "quarantined_share": dg.MetadataValue.float(gate.quarantined_share),
         "files": dg.MetadataValue.int(len(gate.files)),
-        "quarantine_by_rule": dg.MetadataValue.md(gate.rule_counts().to_markdown(index=False)),
-        "quarantine_sample": preview(q, rows=10, columns=["source_file", "row_number", "rule", "reason"])
-        if len(q) else dg.MetadataValue.text("no row quarantined"),
+        "quarantine_by_rule": dg.MetadataValue.md(gate.rule_counts.to_markdown(index=False)),
+        "quarantine_sample": preview(gate.sample, rows=10, columns=["source_file", "row_number", "rule", "reason"])
+        if len(gate.sample) else dg.MetadataValue.text("no row quarantined"),
     }
 
 
@@ -103,15 +104,6 @@ def roster(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Wa
     yield _identity_check(gate, "roster")
 
 
-def published_ids_before(warehouse: Warehouse, month) -> pd.Series:
-    """Audit ids already published for months before `month` (the gate quarantines them)."""
-    if not warehouse.has_table("qa_core.audits_clean"):
-        return pd.Series(dtype="str")
-    t = wh.audits_clean
-    ids = warehouse.read(sa.select(t.c.audit_id).where(t.c.month < month))
-    return ids["audit_id"]
-
-
 @monthly_asset(
     group="ingest",
     owner=DATA_ENGINEERING,
@@ -134,13 +126,12 @@ def validated_audits(context: dg.AssetExecutionContext, raw_store: RawStore, war
     attempt = run_attempt(context, warehouse)
     month = attempt.month
     limit = quality_config.thresholds().max_invalid_fraction
-    gate = run_gate(raw_store.read_month("audits", month), AUDITS, month,
-                    published_ids=published_ids_before(warehouse, month))
-    stage_gate(attempt, gate, "audits")
-    attempt.write("qa_staging.validated_audits", gate.clean.assign(month=pd.Timestamp(month)), scope="internal")
-    context.log.info(f"{month:%Y-%m}: {gate.rows_read} rows read, {len(gate.clean)} clean, "
-                     f"{len(gate.quarantine)} quarantined ({gate.quarantined_share:.2%})")
-    yield dg.MaterializeResult(metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})
+    gate = stage_month_gate(attempt, raw_store.month_paths("audits", month), raw_store.root, AUDITS,
+                            chunk_rows=Settings.from_env().gate_chunk_rows)
+    attempt.write("qa_core.ingest_log", gate.files, scope="input_month", scope_input=AUDITS.name)
+    context.log.info(f"{month:%Y-%m}: {gate.rows_read} rows read, {gate.rows_clean} clean, "
+                     f"{gate.rows_quarantined} quarantined ({gate.quarantined_share:.2%})")
+    yield dg.MaterializeResult(metadata={**_gate_metadata(gate), "dagster/row_count": gate.rows_clean})
     share = gate.quarantined_share
     yield dg.AssetCheckResult(
         check_name=QUARANTINE_SHARE_CHECK,
@@ -151,7 +142,7 @@ def validated_audits(context: dg.AssetExecutionContext, raw_store: RawStore, war
         metadata={
             "quarantined_share": dg.MetadataValue.float(share),
             "max_invalid_fraction": dg.MetadataValue.float(limit),
-            "quarantine_by_rule": dg.MetadataValue.md(gate.rule_counts().to_markdown(index=False)),
+            "quarantine_by_rule": dg.MetadataValue.md(gate.rule_counts.to_markdown(index=False)),
         },
     )
     yield _identity_check(gate, "validated_audits")

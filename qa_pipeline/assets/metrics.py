@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from qa_pipeline.assets.audits import audits_clean, read_month
+from qa_pipeline.assets.audits import audits_clean, month_audits
 from qa_pipeline.assets.common import (
     QualityConfig,
     monthly_asset,
@@ -15,18 +15,19 @@ from qa_pipeline.resources.warehouse import Warehouse
 
 @monthly_asset(
     group="metrics",
-    kinds={"pandas", "statsmodels"},
+    kinds={"sql", "ibis", "pandas", "statsmodels"},
     deps=[audits_clean],
     description=(
         "Accuracy (Wilson 95 % interval), weighted accuracy, critical, over- and under-enforcement "
         "rates, precision and recall for every dimension (overall, site, team_type, queue, policy, "
-        "market, content_type, tenure_band, site×queue) and segment of the month."
+        "market, content_type, tenure_band, site×queue) and segment of the month. The counts are "
+        "one GROUP BY per dimension in the warehouse; the intervals and rates are computed on them."
     ),
 )
 def quality_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     attempt = run_attempt(context, warehouse)
     month = attempt.month
-    frame = metrics.quality_metrics(read_month(attempt, month), month)
+    frame = metrics.quality_metrics(warehouse.execute(metrics.segment_counts(month_audits(attempt, month))), month)
     attempt.write("qa_reporting.quality_metrics", frame)
     overall = frame[frame.dimension == "overall"].iloc[0] if len(frame) else None
     return dg.MaterializeResult(metadata=table_metadata(
@@ -41,11 +42,12 @@ def quality_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> 
 
 @monthly_asset(
     group="metrics",
-    kinds={"pandas", "statsmodels"},
+    kinds={"sql", "ibis", "pandas", "statsmodels"},
     deps=[audits_clean],
     description=(
-        "Accuracy per moderator and month with its Wilson interval; `below_target` when the whole "
-        "interval is under the target and the moderator has enough audits. Restricted."
+        "Accuracy per moderator and month with its Wilson interval (counts per moderator from the "
+        "warehouse); `below_target` when the whole interval is under the target and the moderator "
+        "has enough audits. Restricted."
     ),
 )
 def moderator_quality(context: dg.AssetExecutionContext, warehouse: Warehouse,
@@ -53,8 +55,8 @@ def moderator_quality(context: dg.AssetExecutionContext, warehouse: Warehouse,
     attempt = run_attempt(context, warehouse)
     month = attempt.month
     t = quality_config.thresholds()
-    frame = metrics.moderator_quality(read_month(attempt, month), month, t.target_accuracy,
-                                      t.min_moderator_audits)
+    frame = metrics.moderator_quality(warehouse.execute(metrics.moderator_counts(month_audits(attempt, month))),
+                                      month, t.target_accuracy, t.min_moderator_audits)
     attempt.write("qa_core.moderator_quality", frame)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_core.moderator_quality", frame,

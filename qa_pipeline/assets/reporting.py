@@ -10,7 +10,6 @@ from qa_pipeline.assets.analysis import (
     auditor_consistency,
     comment_themes,
     error_trends,
-    rca_drivers,
     rca_pareto,
 )
 from qa_pipeline.assets.calibration import AGREEMENT, RATER_SCORES
@@ -22,7 +21,7 @@ from qa_pipeline.assets.common import (
     table_metadata,
 )
 from qa_pipeline.assets.disputes import dispute_metrics
-from qa_pipeline.assets.impact import experiment_readout, policy_change_impact
+from qa_pipeline.assets.impact import policy_change_impact
 from qa_pipeline.assets.metrics import moderator_quality, quality_metrics
 from qa_pipeline.assets.publication import month_publication
 from qa_pipeline.assets.quality_gates import data_docs

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from qa_pipeline.stats.proportions import safe_rate
 
+COLUMNS = ["month", "auditor_id", "audits", "flags", "flag_rate", "expected_rate", "z_score", "drift",
+           "disputed", "overturned", "overturn_rate"]
 
-def auditor_consistency(audits: pd.DataFrame, month, min_n: int, drift_z: float) -> pd.DataFrame:
-    """`qa_core.auditor_consistency` for one month.
+
+def auditor_queue_counts(audits: ir.Table) -> ir.Table:
+    """SQL of `auditor_consistency`: one row per auditor × queue with the audits, the flags (the
+    auditor's own verdict, `is_error`), the disputed and the overturned audits."""
+    t = audits.filter(audits.auditor_id.notnull())
+    return t.group_by(["auditor_id", "queue"]).aggregate(
+        audits=t.count(),
+        flags=t.count(where=t.is_error),
+        disputed=t.count(where=t.dispute_outcome.notnull()),
+        overturned=t.count(where=(t.dispute_outcome == "overturned").fill_null(False)),
+    )
+
+
+def auditor_consistency(counts: pd.DataFrame, month, min_n: int, drift_z: float) -> pd.DataFrame:
+    """`qa_core.auditor_consistency` for one month from `auditor_queue_counts`, by auditor id.
 
     The flag is the auditor's own verdict (`is_error`, before disputes). Expected flags for auditor
     a: Σ over queues q of n(a,q) · p(−a,q), where p(−a,q) is the flag rate of the *other* auditors
@@ -17,25 +33,26 @@ def auditor_consistency(audits: pd.DataFrame, month, min_n: int, drift_z: float)
     drift_z with at least min_n audits; auditors who drift are then left out of the peers of the
     others and everyone is scored again. Dispute counts show how often the auditor was overruled.
     """
-    a = audits.assign(flag=audits["is_error"].astype("int64"))
-    cell = a.groupby(["auditor_id", "queue"]).agg(n=("flag", "size"), f=("flag", "sum")).reset_index()
+    if counts.empty:  # no audits: no auditor
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
+    counts = counts.assign(auditor_id=counts["auditor_id"].astype("str"), queue=counts["queue"].astype("str"))
+    # the cells in (auditor, queue) order: the per-auditor sums of expected flags add up in that order
+    cell = (counts.dropna(subset=["queue"])
+            .rename(columns={"audits": "n", "flags": "f"})[["auditor_id", "queue", "n", "f"]]
+            .sort_values(["auditor_id", "queue"], ignore_index=True))
     per = _expected(cell, exclude=set())
     # second pass: auditors who drifted in the first are left out of everyone else's peers, so
     # one over-strict grader does not make the graders beside them look lenient
     first = per.index[(per["audits"] >= min_n) & (per["z_score"].abs() > drift_z)]
     if len(first):
         per = _expected(cell, exclude=set(first))
-    disputed = a["dispute_outcome"].notna()
-    overturned = a["dispute_outcome"].eq("overturned").fillna(False)
-    d = pd.DataFrame({"disputed": disputed.astype("int64"), "overturned": overturned.astype("int64"),
-                      "auditor_id": a["auditor_id"]}).groupby("auditor_id").sum()
+    d = counts.groupby("auditor_id")[["disputed", "overturned"]].sum()
     per = per.join(d)
     per["drift"] = (per["audits"] >= min_n) & (per["z_score"].abs() > drift_z)
     per["overturn_rate"] = safe_rate(per["overturned"], per["disputed"])
     out = per.reset_index()
     out.insert(0, "month", pd.Timestamp(month))
-    return out[["month", "auditor_id", "audits", "flags", "flag_rate", "expected_rate", "z_score", "drift",
-                "disputed", "overturned", "overturn_rate"]]
+    return out[COLUMNS]
 
 
 def _expected(cell: pd.DataFrame, exclude: set) -> pd.DataFrame:

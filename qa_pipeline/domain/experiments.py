@@ -1,11 +1,21 @@
-"""Experiment readouts: moderator-level units, Welch's test, SRM, MDE and a decision with a reason."""
+"""Experiment readouts: moderator-level units, Welch's test, SRM, MDE and a decision with a reason.
+
+The engine sums each moderator's audits, errors, critical errors and handle times per decision
+day over the span of all experiments; each experiment's units are cut from that small frame in
+pandas (windows are whole decision days, so the day buckets are exact).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date
+
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from qa_pipeline.domain.months import months_between
+from qa_pipeline.domain.policy_impact import to_frame
 from qa_pipeline.stats.experiments import minimum_detectable_effect, srm_p_value, welch
 
 HIGHER_IS_BETTER = {"accuracy": True, "critical_error_rate": False, "handle_time_s": False}
@@ -24,20 +34,28 @@ def _naive_day(value) -> pd.Timestamp:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
 
 
-def unit_metrics(audits: pd.DataFrame, start, end) -> pd.DataFrame:
-    """Per moderator over [start, end] by decision day: accuracy, critical error rate, handle time."""
-    day = audits["decision_at"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
-    window = audits[(day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))]
-    window = window.assign(
-        error=window["is_error_final"].astype(float),
-        critical=(window["is_error_final"] & window["is_critical"]).astype(float),
-    )
-    g = window.groupby("moderator_id")
+def moderator_days(audits: ir.Table, first_day: date, last_day: date) -> ir.Table:
+    """Per moderator and UTC decision day in [first_day, last_day]: audits, errors, critical
+    errors, and the sum and count of the known handle times."""
+    a = audits.mutate(day=audits.decision_at.date())
+    a = a.filter(a.day >= first_day, a.day <= last_day)
+    return a.group_by("moderator_id", "day").aggregate(
+        audits=a.count(), errors=a.count(where=a.is_error_final),
+        critical_errors=a.count(where=a.is_error_final & a.is_critical),
+        handle_time_sum=a.handle_time_s.sum(), handle_time_n=a.handle_time_s.count())
+
+
+def unit_metrics(days: pd.DataFrame, start, end) -> pd.DataFrame:
+    """Per moderator over [start, end] by decision day, from `moderator_days`: accuracy, critical
+    error rate, and mean handle time over the audits that have one (NaN when none has)."""
+    day = pd.to_datetime(days["day"])
+    g = days[(day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))].groupby("moderator_id")
+    sums = g[["audits", "errors", "critical_errors", "handle_time_sum", "handle_time_n"]].sum()
     out = pd.DataFrame({
-        "audits": g.size(),
-        "accuracy": 1 - g["error"].mean(),
-        "critical_error_rate": g["critical"].mean(),
-        "handle_time_s": g["handle_time_s"].mean(),
+        "audits": sums["audits"],
+        "accuracy": 1 - sums["errors"] / sums["audits"],
+        "critical_error_rate": sums["critical_errors"] / sums["audits"],
+        "handle_time_s": (sums["handle_time_sum"] / sums["handle_time_n"]).where(sums["handle_time_n"] > 0),
     })
     return out.reset_index()
 
@@ -71,18 +89,27 @@ def _decide(metric, res, srm_p, status, alpha, srm_alpha, share, assigned_t, ass
                             f"{_fmt(mde, metric).lstrip('+')} at 80 % power.{pending}")
 
 
-def experiment_readout(audits: pd.DataFrame, experiments: pd.DataFrame, assignments: pd.DataFrame,
-                       published_months: set, alpha: float = 0.05, srm_alpha: float = 0.001) -> pd.DataFrame:
-    """`qa_reporting.experiment_readout`, one row per experiment."""
+def experiment_readout(audits: ir.Table, experiments: pd.DataFrame, assignments: pd.DataFrame,
+                       published_months: set, alpha: float = 0.05, srm_alpha: float = 0.001,
+                       execute: Callable[[ir.Table], pd.DataFrame] = to_frame) -> pd.DataFrame:
+    """`qa_reporting.experiment_readout`, one row per experiment.
+
+    `audits` needs decision_at, moderator_id, is_error_final, is_critical, handle_time_s;
+    `execute` runs the one aggregate query.
+    """
+    if experiments.empty:
+        return pd.DataFrame(columns=READOUT_COLUMNS)
+    starts = [_naive_day(v) for v in experiments["start_date"]]
+    ends = [_naive_day(v) for v in experiments["end_date"]]
+    days = execute(moderator_days(audits, min(starts).date(), max(ends).date()))
     rows = []
-    for ex in experiments.itertuples(index=False):
-        start, end = _naive_day(ex.start_date), _naive_day(ex.end_date)
+    for ex, start, end in zip(experiments.itertuples(index=False), starts, ends, strict=True):
         months = months_between(start.date(), end.date())
         status = "complete" if all(m in published_months for m in months) else "pending"
         arms = assignments[assignments["experiment_id"] == ex.experiment_id]
         assigned = arms["arm"].value_counts()
         a_c, a_t = int(assigned.get("control", 0)), int(assigned.get("treatment", 0))
-        units = unit_metrics(audits, start, end).merge(arms[["moderator_id", "arm"]], on="moderator_id")
+        units = unit_metrics(days, start, end).merge(arms[["moderator_id", "arm"]], on="moderator_id")
         metric = ex.primary_metric
         values = units.dropna(subset=[metric])
         c = values.loc[values["arm"] == "control", metric].to_numpy()

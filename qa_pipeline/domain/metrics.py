@@ -2,59 +2,77 @@
 
 Every count uses `is_error_final`: an error whose dispute was overturned is not an error, and for
 precision and recall the moderator's decision then counts as the correct one.
+
+The counting is SQL, built here with ibis and run inside the engine: `segment_counts` (one row per
+dimension × segment) and `moderator_counts` (one row per moderator and the site, team type and
+tenure band they worked in). The statistics (Wilson intervals, rates) run in pandas on those
+small frames: `quality_metrics` and `moderator_quality`.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import ibis
+import ibis.expr.types as ir
 import pandas as pd
 
+from qa_pipeline.domain.segments import in_dimension_order, per_segment
 from qa_pipeline.stats.proportions import safe_rate, wilson_interval
 
-PAIR = "×"
-PAIR_VALUE = "|"
 DIMENSIONS: list[tuple[str, ...]] = [
     (), ("site",), ("team_type",), ("queue",), ("policy",), ("market",), ("content_type",),
     ("tenure_band",), ("site", "queue"),
 ]
+COUNT_COLUMNS = ["audits", "errors", "critical_errors", "over_enforcement_errors", "under_enforcement_errors",
+                 "mod_enforce", "truth_enforce", "both_enforce", "handle_n"]
+SUM_COLUMNS = ["weight", "weighted_errors", "handle_sum"]
+PROFILE = ["site", "team_type", "tenure_band"]
 
 
-def dimension_name(columns: tuple[str, ...]) -> str:
-    return PAIR.join(columns) if columns else "overall"
+def quality_sums(audits: ir.Table) -> dict[str, ir.Scalar]:
+    """What a set of audits sums to for its quality figures, as reductions over `audits`.
+
+    Integer counts (`audits`, `errors`, `critical_errors`, `over_/under_enforcement_errors`,
+    `mod_enforce`, `truth_enforce`, `both_enforce`, `handle_n`) and float sums (`weight`:
+    Σ sampling_weight with a missing weight counted as 1.0, `weighted_errors`, `handle_sum`: Σ
+    handle_time_s over the audits that have one). Booleans are counted with FILTER, never cast
+    (PostgreSQL has no boolean → bigint cast).
+    """
+    t = audits
+    err = t.is_error_final
+    overturned = (t.dispute_outcome == "overturned").fill_null(False)
+    mod_enforce = t.action_moderator != "approve"
+    # an overturned dispute makes the moderator's decision the true one
+    truth_enforce = ibis.ifelse(overturned, mod_enforce, t.action_auditor != "approve")
+    weight = t.sampling_weight.cast("float64").fill_null(1.0)
+    handle = t.handle_time_s.cast("float64")
+    return {
+        "audits": t.count(),
+        "errors": t.count(where=err),
+        "critical_errors": t.count(where=err & t.is_critical),
+        "over_enforcement_errors": t.count(where=err & (t.error_type == "over_enforcement")),
+        "under_enforcement_errors": t.count(where=err & (t.error_type == "under_enforcement")),
+        "weight": weight.sum(),
+        "weighted_errors": ibis.ifelse(err, weight, 0.0).sum(),
+        "mod_enforce": t.count(where=mod_enforce),
+        "truth_enforce": t.count(where=truth_enforce),
+        "both_enforce": t.count(where=mod_enforce & truth_enforce),
+        "handle_sum": handle.sum().fill_null(0.0),
+        "handle_n": handle.count(),
+    }
 
 
-def segment_values(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
-    """The segment label of each audit for a dimension (`all` for overall, pairs joined by `|`)."""
-    if not columns:
-        return pd.Series("all", index=df.index, dtype="str")
-    out = df[columns[0]].astype("str")
-    for c in columns[1:]:
-        out = out + PAIR_VALUE + df[c].astype("str")
-    return out
+def segment_counts(audits: ir.Table) -> ir.Table:
+    """SQL of `quality_metrics`: one row per dimension × segment of `DIMENSIONS` with the
+    `quality_sums` of its audits (dimension, segment, counts, sums)."""
+    return per_segment(audits, DIMENSIONS, quality_sums)
 
 
-def indicator_frame(audits: pd.DataFrame) -> pd.DataFrame:
-    """One numeric column per count that a segment sums."""
-    err = audits["is_error_final"].astype(bool).to_numpy()
-    overturned = audits["dispute_outcome"].eq("overturned").fillna(False).to_numpy()
-    mod_enforce = audits["action_moderator"].ne("approve").to_numpy()
-    truth_enforce = np.where(overturned, mod_enforce, audits["action_auditor"].ne("approve").to_numpy())
-    weight = audits["sampling_weight"].astype("float64").fillna(1.0).to_numpy()
-    handle = audits["handle_time_s"].astype("float64")
-    return pd.DataFrame({
-        "audits": 1,
-        "errors": err.astype("int64"),
-        "critical_errors": (err & audits["is_critical"].to_numpy()).astype("int64"),
-        "over_enforcement_errors": (err & (audits["error_type"] == "over_enforcement").to_numpy()).astype("int64"),
-        "under_enforcement_errors": (err & (audits["error_type"] == "under_enforcement").to_numpy()).astype("int64"),
-        "weight": weight,
-        "weighted_errors": weight * err,
-        "mod_enforce": mod_enforce.astype("int64"),
-        "truth_enforce": truth_enforce.astype("int64"),
-        "both_enforce": (mod_enforce & truth_enforce).astype("int64"),
-        "handle_sum": handle.fillna(0.0).to_numpy(),
-        "handle_n": handle.notna().astype("int64").to_numpy(),
-    }, index=audits.index)
+def moderator_counts(audits: ir.Table) -> ir.Table:
+    """SQL of `moderator_quality`: the `quality_sums` per moderator × site × team_type ×
+    tenure_band (a moderator changes tenure band within a month, rarely site or team): a few rows
+    per moderator, folded in pandas."""
+    t = audits.filter(audits.moderator_id.notnull())
+    return t.group_by(["moderator_id", *PROFILE]).aggregate(**quality_sums(t))
 
 
 def _finish(sums: pd.DataFrame) -> pd.DataFrame:
@@ -76,42 +94,42 @@ def _finish(sums: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def quality_metrics(audits: pd.DataFrame, month) -> pd.DataFrame:
-    """`qa_reporting.quality_metrics` for one month: every dimension, every segment."""
-    ind = indicator_frame(audits)
-    parts = []
-    for columns in DIMENSIONS:
-        seg = segment_values(audits, columns)
-        sums = ind.groupby(seg.to_numpy(), sort=True).sum()
-        frame = _finish(sums)
-        frame.insert(0, "segment", sums.index.astype("str"))
-        frame.insert(0, "dimension", dimension_name(columns))
-        parts.append(frame.reset_index(drop=True))
-    out = pd.concat(parts, ignore_index=True)
+def quality_metrics(counts: pd.DataFrame, month) -> pd.DataFrame:
+    """`qa_reporting.quality_metrics` for one month from `segment_counts`: every dimension (in
+    the order of `DIMENSIONS`), every segment (by code point)."""
+    sums = in_dimension_order(counts, DIMENSIONS)
+    out = _finish(sums)
+    out.insert(0, "segment", sums["segment"].astype("str"))
+    out.insert(0, "dimension", sums["dimension"].astype("str"))
     out.insert(0, "month", pd.Timestamp(month))
     return out
 
 
-def moderator_quality(audits: pd.DataFrame, month, target_accuracy: float, min_audits: int) -> pd.DataFrame:
-    """`qa_core.moderator_quality`: accuracy per moderator with its Wilson interval.
+def moderator_quality(counts: pd.DataFrame, month, target_accuracy: float, min_audits: int) -> pd.DataFrame:
+    """`qa_core.moderator_quality` from `moderator_counts`: accuracy per moderator with its
+    Wilson interval, ordered by moderator id.
+
+    `site`, `team_type`, `tenure_band`: the combination the moderator had the most audits in this
+    month; a tie goes to the first by site, then team type, then tenure band (code point order,
+    the same on every engine).
 
     `below_target` only when the whole interval is below target and the moderator has at least
     `min_audits` audits: a moderator is not named on noise.
     """
-    ind = indicator_frame(audits)
-    keys = audits["moderator_id"].to_numpy()
-    sums = ind.groupby(keys, sort=True).sum()
+    counts = counts.assign(moderator_id=counts["moderator_id"].astype("str"))
+    sums = counts.groupby("moderator_id", sort=True)[COUNT_COLUMNS + SUM_COLUMNS].sum()
     frame = _finish(sums)
-    # the site, team type and tenure band the moderator worked in most this month
-    profile = (audits.groupby(["moderator_id", "site", "team_type", "tenure_band"]).size()
-               .reset_index(name="k").sort_values(["moderator_id", "k"], ascending=[True, False])
-               .drop_duplicates("moderator_id").set_index("moderator_id"))
+    profile = (counts.dropna(subset=PROFILE)
+               .sort_values(["moderator_id", "audits", *PROFILE], ascending=[True, False, True, True, True],
+                            kind="stable")
+               .drop_duplicates("moderator_id").set_index("moderator_id")
+               .reindex(sums.index))
     out = pd.DataFrame({
         "month": pd.Timestamp(month),
         "moderator_id": sums.index.astype("str"),
-        "site": profile.loc[sums.index, "site"].to_numpy(),
-        "team_type": profile.loc[sums.index, "team_type"].to_numpy(),
-        "tenure_band": profile.loc[sums.index, "tenure_band"].to_numpy(),
+        "site": profile["site"].to_numpy(),
+        "team_type": profile["team_type"].to_numpy(),
+        "tenure_band": profile["tenure_band"].to_numpy(),
     })
     for c in ["audits", "errors", "critical_errors", "accuracy", "accuracy_ci_low", "accuracy_ci_high"]:
         out[c] = frame[c].to_numpy()

@@ -1,9 +1,18 @@
-"""Did a policy change move the error rate? Before/after windows, and against unaffected queues."""
+"""Did a policy change move the error rate? Before/after windows, and against unaffected queues.
+
+The engine counts audits and errors per (policy_moderator, policy_auditor, queue, decision day);
+each change's windows are cut from that small frame in pandas, so no policy code or queue name
+from `policy_changes.csv` is ever written into SQL. Windows open at midnight UTC (effective dates
+are dates), which makes the day buckets exact.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from datetime import date
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
@@ -16,39 +25,65 @@ from qa_pipeline.stats.proportions import (
 )
 
 
-def _counts(frame: pd.DataFrame) -> tuple[int, int]:
-    return len(frame), int(frame["is_error_final"].sum())
+def to_frame(expr: ir.Table) -> pd.DataFrame:
+    """Run an expression on the backend its tables belong to (DuckDB for `ibis.memtable`)."""
+    return expr.to_pyarrow().to_pandas(date_as_object=False)
 
 
-def policy_change_impact(audits: pd.DataFrame, changes: pd.DataFrame, published_months: set,
-                         window_days: int = 28, alpha: float = 0.05) -> pd.DataFrame:
+def decision_day_counts(audits: ir.Table, first_day: date, end_day: date) -> ir.Table:
+    """Audits and errors per (policy_moderator, policy_auditor, queue, decision day), decision
+    days in [first_day, end_day) by UTC (the warehouse's sessions run in UTC)."""
+    a = audits.mutate(day=audits.decision_at.date())
+    a = a.filter(a.day >= first_day, a.day < end_day)
+    return a.group_by("policy_moderator", "policy_auditor", "queue", "day").aggregate(
+        audits=a.count(), errors=a.count(where=a.is_error_final))
+
+
+def _effective(value) -> pd.Timestamp:
+    """The change's effective date as midnight UTC (a date always is; a time of day, which only a
+    Parquet timestamp column could carry, opens the windows at the start of its day)."""
+    eff = pd.Timestamp(value)
+    return (eff.tz_localize("UTC") if eff.tzinfo is None else eff.tz_convert("UTC")).normalize()
+
+
+def _counts(days: pd.DataFrame, mask: pd.Series) -> tuple[int, int]:
+    return int(days.loc[mask, "audits"].sum()), int(days.loc[mask, "errors"].sum())
+
+
+def policy_change_impact(audits: ir.Table, changes: pd.DataFrame, published_months: set,
+                         window_days: int = 28, alpha: float = 0.05,
+                         execute: Callable[[ir.Table], pd.DataFrame] = to_frame) -> pd.DataFrame:
     """`qa_reporting.policy_change_impact`, one row per change.
 
-    `audits` needs decision_at, queue, policy_moderator, policy_auditor, is_error_final. A change
-    is `pending` until every month its windows touch is published.
+    `audits` needs decision_at, queue, policy_moderator, policy_auditor, is_error_final; `execute`
+    runs the one aggregate query (the warehouse's, in the pipeline). A change is `pending` until
+    every month its windows touch is published.
     """
+    if changes.empty:
+        return pd.DataFrame(columns=POLICY_IMPACT_COLUMNS)
     window = pd.Timedelta(days=window_days)
+    effective = [_effective(v) for v in changes["effective_date"]]
+    days = execute(decision_day_counts(audits, (min(effective) - window).date(), (max(effective) + window).date()))
+    day = pd.to_datetime(days["day"]).dt.tz_localize("UTC")
     rows = []
-    for ch in changes.itertuples(index=False):
-        eff = pd.Timestamp(ch.effective_date)
-        eff = eff.tz_localize("UTC") if eff.tzinfo is None else eff.tz_convert("UTC")
+    for ch, eff in zip(changes.itertuples(index=False), effective, strict=True):
         start, end = eff - window, eff + window
         needed = months_between(start.date(), (end - pd.Timedelta(microseconds=1)).date())
         status = "complete" if all(m in published_months for m in needed) else "pending"
-        in_before = (audits["decision_at"] >= start) & (audits["decision_at"] < eff)
-        in_after = (audits["decision_at"] >= eff) & (audits["decision_at"] < end)
-        involved = (audits["policy_moderator"] == ch.policy) | (audits["policy_auditor"] == ch.policy)
-        n0, e0 = _counts(audits[in_before & involved])
-        n1, e1 = _counts(audits[in_after & involved])
+        in_before = (day >= start) & (day < eff)
+        in_after = (day >= eff) & (day < end)
+        involved = (days["policy_moderator"] == ch.policy) | (days["policy_auditor"] == ch.policy)
+        n0, e0 = _counts(days, in_before & involved)
+        n1, e1 = _counts(days, in_after & involved)
         r0, r1 = safe_rate(e0, n0).item(), safe_rate(e1, n1).item()
         low, high = newcombe_difference(e1, n1, e0, n0)
         _, p = two_proportion_ztest(e1, n1, e0, n0)
         queues = [] if ch.queues == "*" else str(ch.queues).split(";")
         note = ""
         if queues:
-            control = ~audits["queue"].isin(queues) & ~involved
-            cn0, ce0 = _counts(audits[in_before & control])
-            cn1, ce1 = _counts(audits[in_after & control])
+            control = ~days["queue"].isin(queues) & ~involved
+            cn0, ce0 = _counts(days, in_before & control)
+            cn1, ce1 = _counts(days, in_after & control)
             did, did_low, did_high = difference_in_differences(e0, n0, e1, n1, ce0, cn0, ce1, cn1, alpha)
         else:
             cn0 = cn1 = 0
@@ -62,7 +97,7 @@ def policy_change_impact(audits: pd.DataFrame, changes: pd.DataFrame, published_
         delta = r1 - r0 if n0 and n1 else np.nan
         flagged = bool(status == "complete" and n0 and n1 and delta > 0 and p < alpha and low > 0)
         rows.append({
-            "change_id": ch.change_id, "policy": ch.policy, "effective_date": eff.normalize(),
+            "change_id": ch.change_id, "policy": ch.policy, "effective_date": eff,
             "change_type": ch.change_type, "queues": ch.queues, "status": status,
             "n_before": n0, "n_after": n1, "errors_before": e0, "errors_after": e1,
             "error_rate_before": r0, "error_rate_after": r1, "delta": delta,

@@ -2,44 +2,53 @@
 
 from __future__ import annotations
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from qa_pipeline.domain.metrics import dimension_name, segment_values
+from qa_pipeline.domain.segments import dimension_name, per_segment
 
 VITAL_FEW_SHARE = 0.80
+UNKNOWN_CAUSE = "unknown"
 MIN_CHANGE_FOR_SHARE = 0.001
 DRIVER_DIMENSIONS: list[tuple[str, ...]] = [
     ("site",), ("queue",), ("policy",), ("team_type",), ("tenure_band",), ("content_type",), ("site", "queue"),
 ]
 
 
-def rca_pareto(audits: pd.DataFrame, month) -> pd.DataFrame:
-    """`qa_reporting.rca_pareto`: errors by root cause, overall and per queue, largest first.
+def root_cause_counts(audits: ir.Table) -> ir.Table:
+    """SQL of `rca_pareto`: errors (`is_error_final`) per queue × root cause; a missing root
+    cause counts as `unknown`."""
+    e = audits.filter(audits.is_error_final)
+    e = e.mutate(root_cause=e.root_cause.fill_null(UNKNOWN_CAUSE))
+    return e.group_by(["queue", "root_cause"]).aggregate(errors=e.count())
+
+
+def rca_pareto(counts: pd.DataFrame, month) -> pd.DataFrame:
+    """`qa_reporting.rca_pareto` from `root_cause_counts`: errors by root cause, overall and per
+    queue (queues by code point), largest first, ties by cause name.
 
     The vital few are the causes needed to reach 80 % of errors: every cause whose preceding
     cumulative share is still below 0.8 (so the cause that crosses 80 % is included).
     """
-    errors = audits[audits["is_error_final"].astype(bool)]
-    errors = errors.assign(root_cause=errors["root_cause"].fillna("unknown"))
-    scopes = [("overall", errors)] + [(f"queue:{q}", g) for q, g in errors.groupby("queue", sort=True)]
+    counts = counts.assign(root_cause=counts["root_cause"].astype("str"), queue=counts["queue"].astype("str"))
+    scopes = [("overall", counts.groupby("root_cause")["errors"].sum())] + [
+        (f"queue:{q}", g.groupby("root_cause")["errors"].sum()) for q, g in counts.groupby("queue", sort=True)]
     parts = []
-    for scope, frame in scopes:
-        counts = frame["root_cause"].value_counts()
-        counts = counts.sort_values(ascending=False, kind="stable")
+    for scope, by_cause in scopes:
         # ties broken by name, so the order is reproducible
-        counts = counts.rename_axis("root_cause").reset_index(name="errors").sort_values(
+        ranked = by_cause.rename_axis("root_cause").reset_index(name="errors").sort_values(
             ["errors", "root_cause"], ascending=[False, True], ignore_index=True)
-        total = counts["errors"].sum()
-        counts["share"] = counts["errors"] / total
-        counts["cumulative_share"] = counts["share"].cumsum()
-        before = counts["cumulative_share"] - counts["share"]
-        counts["vital_few"] = before < VITAL_FEW_SHARE - 1e-12
-        counts["rank"] = np.arange(1, len(counts) + 1)
-        counts.insert(0, "scope", scope)
-        parts.append(counts)
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["scope", "root_cause", "errors", "share", "cumulative_share", "vital_few", "rank"])
+        ranked["errors"] = ranked["errors"].astype("int64")
+        total = ranked["errors"].sum()
+        ranked["share"] = ranked["errors"] / total
+        ranked["cumulative_share"] = ranked["share"].cumsum()
+        before = ranked["cumulative_share"] - ranked["share"]
+        ranked["vital_few"] = before < VITAL_FEW_SHARE - 1e-12
+        ranked["rank"] = np.arange(1, len(ranked) + 1)
+        ranked.insert(0, "scope", scope)
+        parts.append(ranked)
+    out = pd.concat(parts, ignore_index=True)
     out.insert(0, "month", pd.Timestamp(month))
     return out
 
@@ -78,25 +87,35 @@ def decompose(prev: pd.DataFrame, cur: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(names="segment")
 
 
-def rca_drivers(audits_prev: pd.DataFrame, audits: pd.DataFrame, month) -> pd.DataFrame:
-    """`qa_reporting.rca_drivers`: the decomposition for each driver dimension."""
+def driver_counts(audits: ir.Table) -> ir.Table:
+    """SQL of `rca_drivers` for one month: audits and errors (`is_error_final`) per driver
+    dimension × segment."""
+    return per_segment(audits, DRIVER_DIMENSIONS,
+                       lambda t: {"audits": t.count(), "errors": t.count(where=t.is_error_final)})
+
+
+def rca_drivers(counts_prev: pd.DataFrame, counts: pd.DataFrame, month) -> pd.DataFrame:
+    """`qa_reporting.rca_drivers` from the `driver_counts` of the previous month and of the month:
+    the decomposition for each driver dimension (none when either month has no audits)."""
     parts = []
-    for columns in DRIVER_DIMENSIONS:
-        def counts(frame):
-            seg = segment_values(frame, columns)
-            g = frame.assign(_seg=seg.to_numpy(), _err=frame["is_error_final"].astype("int64")).groupby("_seg")
-            return pd.DataFrame({"segment": g.size().index, "audits": g.size().to_numpy(),
-                                 "errors": g["_err"].sum().to_numpy()})
-        if audits_prev.empty or audits.empty:
-            continue
-        d = decompose(counts(audits_prev), counts(audits))
-        d.insert(0, "dimension", dimension_name(columns))
-        parts.append(d)
+    if not (counts_prev.empty or counts.empty):
+        for columns in DRIVER_DIMENSIONS:
+            name = dimension_name(columns)
+            d = decompose(_segments(counts_prev, name), _segments(counts, name))
+            d.insert(0, "dimension", name)
+            parts.append(d)
     if not parts:
         return pd.DataFrame(columns=["month", "dimension", "segment", *DRIVER_VALUE_COLUMNS])
     out = pd.concat(parts, ignore_index=True)
     out.insert(0, "month", pd.Timestamp(month))
     return out
+
+
+def _segments(counts: pd.DataFrame, dimension: str) -> pd.DataFrame:
+    """segment, audits, errors of one dimension, by segment."""
+    d = counts[counts["dimension"] == dimension]
+    d = d.assign(segment=d["segment"].astype("str")).sort_values("segment", ignore_index=True)
+    return d[["segment", "audits", "errors"]]
 
 
 DRIVER_VALUE_COLUMNS = ["share_prev", "share", "rate_prev", "rate", "rate_effect", "mix_effect", "contribution",

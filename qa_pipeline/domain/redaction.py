@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Order matters: URLs and emails before handles (an email holds an @), IPs before phones.
 PATTERNS: list[tuple[str, re.Pattern]] = [
@@ -42,10 +45,33 @@ def redact_text(text: str | None) -> str | None:
     return PHONE_CANDIDATE.sub(_phone, text)
 
 
+# What an ASCII text must contain for each pattern above (then PHONE_CANDIDATE) to match in it,
+# as RE2 patterns that pyarrow checks in C++: only texts that pass, or hold any non-ASCII
+# character (where `\d`, `\w` and case folding go beyond ASCII), meet the Python pattern.
+ASCII_NEEDS = [r"(?i)https?://|www\.", "@", r"[0-9]\.[0-9]", ":", "@"]
+PHONE_NEEDS = "[0-9]"
+
+
 def redact_series(values: pd.Series) -> pd.Series:
-    """Vectorised redaction of a text column; missing values stay missing."""
+    """Vectorised redaction of a text column; missing values stay missing.
+
+    The same substitutions, in the same order, as `redact_text` on each value; each one runs only
+    on the values it can change (a C++ pre-test over the whole column), so that most comments
+    never reach a Python regex.
+    """
     out = values.astype("str")
-    for placeholder, pattern in PATTERNS:
-        out = out.str.replace(pattern, placeholder, regex=True)
-    out = out.str.replace(PHONE_CANDIDATE, _phone, regex=True)
+    for (placeholder, pattern), needs in zip(PATTERNS, ASCII_NEEDS, strict=True):
+        out = _substitute(out, pattern, placeholder, needs)
+    out = _substitute(out, PHONE_CANDIDATE, _phone, PHONE_NEEDS)
     return out.where(values.notna())
+
+
+def _substitute(text: pd.Series, pattern: re.Pattern, replacement, needs: str) -> pd.Series:
+    arr = pa.array(text.array, type=pa.large_string()) if len(text) else pa.array([], pa.large_string())
+    maybe = pc.or_(pc.invert(pc.string_is_ascii(arr)), pc.match_substring_regex(arr, needs))
+    maybe = np.asarray(maybe.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    if not maybe.any():
+        return text
+    out = text.copy()
+    out[maybe] = text[maybe].str.replace(pattern, replacement, regex=True)
+    return out

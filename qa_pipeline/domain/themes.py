@@ -8,8 +8,13 @@ Words", eq. 16–22): error comments in the scope against every other comment of
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 from qa_pipeline.domain.redaction import redact_series
@@ -41,47 +46,131 @@ def log_odds_z(y_scope: np.ndarray, y_rest: np.ndarray, prior: np.ndarray) -> np
         return delta / np.sqrt(var)
 
 
+COLUMNS = ["month", "scope", "term", "errors_with_term", "errors_with_comment", "share", "z_score", "rank"]
+INPUT_COLUMNS = ["auditor_comment", "is_error_final", "queue", "root_cause"]
+
+
+def vectorizer() -> CountVectorizer:
+    """The one term definition: binary, words and word pairs, stop words out, in ≥ 2 comments."""
+    return CountVectorizer(binary=True, ngram_range=(1, 2), stop_words=STOP_WORDS, token_pattern=TOKEN, min_df=2)
+
+
+class CommentThemeCounts:
+    """Per-term comment counts of one month, accumulated chunk by chunk (`add`), then the themes.
+
+    Holds, never the comments, but per term: the comments with it (all of them: the vocabulary
+    is cut at `min_df` over the whole month only at the end) and, as sparse rows, the error
+    comments with it per scope (overall, queue:<q>, root_cause:<c>).
+    """
+
+    def __init__(self):
+        vec = vectorizer()
+        self._analyze = vec.build_analyzer()
+        self._min_df = vec.min_df
+        self._vocabulary: defaultdict[str, int] = defaultdict()
+        self._vocabulary.default_factory = self._vocabulary.__len__
+        self._total = np.zeros(0, dtype="int64")  # comments with the term
+        self._scopes: dict[str, int] = {"overall": 0}  # scope → row of _counts
+        self._scope_docs = [0]  # error comments in the scope
+        self._counts = sp.csr_array((1, 0), dtype="int64")  # error comments with the term, per scope
+        self.comments = 0  # comments with text
+
+    def add(self, chunk) -> None:
+        """Count one chunk: a pandas frame, Arrow table or record batch with INPUT_COLUMNS."""
+        if isinstance(chunk, (pa.Table, pa.RecordBatch)):
+            chunk = chunk.select(INPUT_COLUMNS).to_pandas()
+        text = clean_comments(chunk["auditor_comment"])
+        has_text = text.str.strip().ne("").to_numpy(dtype=bool)
+        if not has_text.any():
+            return
+        docs = chunk.loc[has_text]
+        # each distinct text analysed once (audit comments repeat), then a comment × term matrix
+        codes, distinct = pd.factorize(text[has_text])
+        indices, indptr, vocabulary, analyze = [], [0], self._vocabulary, self._analyze
+        for doc in distinct:
+            indices.extend({vocabulary[feature] for feature in analyze(doc)})  # binary: once per comment
+            indptr.append(len(indices))
+        n_terms = len(vocabulary)
+        x = sp.csr_array((np.ones(len(indices), dtype="int64"), np.asarray(indices, dtype="int64"),
+                          np.asarray(indptr, dtype="int64")), shape=(len(distinct), n_terms))[codes]
+        self._total = np.concatenate([self._total, np.zeros(n_terms - len(self._total), dtype="int64")])
+        self._total += np.bincount(x.indices, minlength=n_terms)
+        self.comments += len(codes)
+        # error comments → their scopes (a 0/1 matrix scopes × comments), then the counts
+        err = docs["is_error_final"].astype(bool).to_numpy()
+        rows, cols = [np.zeros(int(err.sum()), dtype="int64")], [np.flatnonzero(err)]
+        for prefix, column in (("queue", "queue"), ("root_cause", "root_cause")):
+            values = docs[column]
+            hit = err & values.notna().to_numpy()
+            names = values[hit].astype("str").to_numpy()
+            rows.append(np.fromiter((self._scope(f"{prefix}:{v}") for v in names), dtype="int64", count=len(names)))
+            cols.append(np.flatnonzero(hit))
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        n_scopes = len(self._scopes)
+        membership = sp.csr_array((np.ones(len(rows), dtype="int64"), (rows, cols)), shape=(n_scopes, len(err)))
+        self._scope_docs += [0] * (n_scopes - len(self._scope_docs))
+        for i, n in enumerate(np.bincount(rows, minlength=n_scopes)):
+            self._scope_docs[i] += int(n)
+        counts = self._counts
+        counts.resize((n_scopes, n_terms))
+        self._counts = (counts + membership @ x).tocsr()
+
+    def _scope(self, name: str) -> int:
+        return self._scopes.setdefault(name, len(self._scopes))
+
+    def themes(self, month) -> pd.DataFrame:
+        """`qa_reporting.comment_themes` of the month counted so far."""
+        if self.comments < 2:
+            return pd.DataFrame(columns=COLUMNS)
+        # the vocabulary of CountVectorizer(min_df=2) fitted on the whole month: sorted terms
+        kept = np.flatnonzero(self._total >= self._min_df)
+        if len(kept) == 0:  # no term at all, or none in two comments
+            return pd.DataFrame(columns=COLUMNS)
+        names = np.array(list(self._vocabulary), dtype=object)  # in id order
+        kept = kept[np.argsort(names[kept].astype(str), kind="stable")]
+        terms = names[kept].astype(str)
+        total = self._total[kept].astype(float)
+        counts = self._counts.tocsc()[:, kept].tocsr()
+        prior = 0.01 * total  # α_w ∝ the term's frequency in the month, α0 = 1 % of all counts
+        order = ["overall", *sorted(n for n in self._scopes if n.startswith("queue:")),
+                 *sorted(n for n in self._scopes if n.startswith("root_cause:"))]
+        parts = []
+        for scope in order:
+            row = self._scopes[scope]
+            n_docs = self._scope_docs[row] if row < len(self._scope_docs) else 0
+            if n_docs < MIN_COMMENTS:
+                continue
+            y_scope = counts[[row], :].toarray().ravel().astype(float)
+            y_rest = total - y_scope
+            z = log_odds_z(y_scope, y_rest, prior)
+            keep = (y_scope >= MIN_COMMENTS) & (z > MIN_Z)
+            if not keep.any():
+                continue
+            frame = pd.DataFrame({"term": terms[keep], "errors_with_term": y_scope[keep].astype("int64"),
+                                  "z_score": z[keep]})
+            frame = frame.sort_values(["z_score", "term"], ascending=[False, True]).head(TOP_TERMS)
+            frame["errors_with_comment"] = int(n_docs)
+            frame["share"] = frame["errors_with_term"] / n_docs
+            frame["rank"] = np.arange(1, len(frame) + 1)
+            frame.insert(0, "scope", scope)
+            parts.append(frame)
+        if not parts:
+            return pd.DataFrame(columns=COLUMNS)
+        out = pd.concat(parts, ignore_index=True)
+        out.insert(0, "month", pd.Timestamp(month))
+        return out[COLUMNS]
+
+
+def comment_themes_from_chunks(chunks: Iterable, month) -> pd.DataFrame:
+    """`qa_reporting.comment_themes` from the month's audits in chunks (pandas frames, Arrow tables
+    or record batches with INPUT_COLUMNS), holding one chunk at a time: the same terms, counts,
+    z-scores and order as `comment_themes` on the whole month."""
+    counts = CommentThemeCounts()
+    for chunk in chunks:
+        counts.add(chunk)
+    return counts.themes(month)
+
+
 def comment_themes(audits: pd.DataFrame, month) -> pd.DataFrame:
     """`qa_reporting.comment_themes`: per scope (overall, queue:<q>, root_cause:<c>) the top terms."""
-    columns = ["month", "scope", "term", "errors_with_term", "errors_with_comment", "share", "z_score", "rank"]
-    text = clean_comments(audits["auditor_comment"])
-    has_text = text.str.strip().ne("")
-    if has_text.sum() < 2:
-        return pd.DataFrame(columns=columns)
-    vec = CountVectorizer(binary=True, ngram_range=(1, 2), stop_words=STOP_WORDS, token_pattern=TOKEN, min_df=2)
-    try:
-        matrix = vec.fit_transform(text[has_text])
-    except ValueError:  # every comment was stop words only
-        return pd.DataFrame(columns=columns)
-    terms = vec.get_feature_names_out()
-    docs = audits.loc[has_text]
-    err = docs["is_error_final"].astype(bool).to_numpy()
-    total = np.asarray(matrix.sum(axis=0)).ravel().astype(float)
-    prior = 0.01 * total  # α_w ∝ the term's frequency in the month, α0 = 1 % of all counts
-    scopes = [("overall", err)]
-    scopes += [(f"queue:{q}", err & (docs["queue"] == q).to_numpy()) for q in sorted(docs["queue"].unique())]
-    causes = docs["root_cause"].dropna().unique()
-    scopes += [(f"root_cause:{c}", err & (docs["root_cause"] == c).to_numpy()) for c in sorted(causes)]
-    parts = []
-    for scope, mask in scopes:
-        if mask.sum() < MIN_COMMENTS:
-            continue
-        y_scope = np.asarray(matrix[mask].sum(axis=0)).ravel().astype(float)
-        y_rest = total - y_scope
-        z = log_odds_z(y_scope, y_rest, prior)
-        keep = (y_scope >= MIN_COMMENTS) & (z > MIN_Z)
-        if not keep.any():
-            continue
-        frame = pd.DataFrame({"term": terms[keep], "errors_with_term": y_scope[keep].astype("int64"),
-                              "z_score": z[keep]})
-        frame = frame.sort_values(["z_score", "term"], ascending=[False, True]).head(TOP_TERMS)
-        frame["errors_with_comment"] = int(mask.sum())
-        frame["share"] = frame["errors_with_term"] / mask.sum()
-        frame["rank"] = np.arange(1, len(frame) + 1)
-        frame.insert(0, "scope", scope)
-        parts.append(frame)
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    out = pd.concat(parts, ignore_index=True)
-    out.insert(0, "month", pd.Timestamp(month))
-    return out[columns]
+    return comment_themes_from_chunks([audits], month)

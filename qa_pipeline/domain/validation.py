@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -283,6 +284,28 @@ def _published_failures(parsed: pd.DataFrame, key: str, published_ids: pd.Series
     })
 
 
+def check_rows(raw: pd.DataFrame, spec: InputSpec, folder_month: date | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The row-local rules on consecutive rows of one file: parsing, the pandera model, the folder month.
+
+    `raw` holds the rows as read (text columns as in the file, Parquet columns as typed). Returns
+    the typed frame (the spec's columns, index 0..n-1) and one failure per (row, rule) with `row`
+    the row's position in `raw`, in rule order: parse, model, folder month. The same function runs
+    over a whole file (`run_gate`) and over each chunk of a file (`streaming_gate`); cross-row
+    rules (duplicates, ids published earlier) are not applied here.
+    """
+    if not (isinstance(raw.index, pd.RangeIndex) and raw.index.start == 0 and raw.index.step == 1):
+        raw = raw.reset_index(drop=True)
+    parsed, parse_fail = parse_columns(raw, spec)
+    model_fail = pandera_failures(parsed, spec.model)
+    # a cell that failed to parse is reported once, as unparseable, not again as missing
+    if len(parse_fail) and len(model_fail):
+        key = set(zip(parse_fail["row"], parse_fail["column"], strict=True))
+        redundant = [(r, c) in key for r, c in zip(model_fail["row"], model_fail["column"], strict=True)]
+        model_fail = model_fail[~pd.Series(redundant, index=model_fail.index)]
+    month_fail = _folder_month_failures(parsed, spec.folder_month_column, folder_month)
+    return parsed, _concat_failures([parse_fail, model_fail, month_fail])
+
+
 def run_gate(
     files: Sequence[RawFile],
     spec: InputSpec,
@@ -293,57 +316,94 @@ def run_gate(
     """Validate all files of one input for one month, in file-name order.
 
     `month` labels the quarantine rows; `folder_month` (default: `month` for inputs whose rows
-    must fall in their folder's month) is the month those rows are checked against.
+    must fall in their folder's month) is the month those rows are checked against. Row-local
+    rules run per file (`check_rows`), then the cross-row rules over all rows read; a quarantined
+    row lists its row-local rules first, then the cross-row ones.
     """
     if folder_month is None and spec.folder_month_column:
         folder_month = month
     files = sorted(files, key=lambda f: f.path)
     for f in files:
         check_columns(f, spec)
-    raw_all = pd.concat(
-        [f.frame.assign(**{SOURCE_FILE: f.path, SOURCE_ROW: range(1, len(f.frame) + 1)}) for f in files],
-        ignore_index=True,
-    ) if files else pd.DataFrame(columns=[*spec.columns, SOURCE_FILE, SOURCE_ROW])
-    parsed, parse_fail = parse_columns(raw_all, spec)
-    model_fail = pandera_failures(parsed, spec.model)
-    # a cell that failed to parse is reported once, as unparseable, not again as missing
-    if len(parse_fail) and len(model_fail):
-        key = set(zip(parse_fail["row"], parse_fail["column"], strict=True))
-        redundant = [(r, c) in key for r, c in zip(model_fail["row"], model_fail["column"], strict=True)]
-        model_fail = model_fail[~pd.Series(redundant, index=model_fail.index)]
-    extra = [_duplicate_failures(parsed, spec.unique_key),
-             _folder_month_failures(parsed, spec.folder_month_column, folder_month)]
+    frames = [f.frame.reset_index(drop=True) for f in files]
+    parsed_parts, local_parts, offset = [], [], 0
+    for f, raw in zip(files, frames, strict=True):
+        parsed, local = check_rows(raw, spec, folder_month)
+        parsed[SOURCE_FILE] = pd.Series(f.path, index=parsed.index, dtype="str")
+        parsed[SOURCE_ROW] = np.arange(1, len(raw) + 1, dtype="int64")
+        parsed_parts.append(parsed)
+        local_parts.append(local.assign(row=local["row"].astype("int64") + offset))
+        offset += len(raw)
+    if parsed_parts:
+        parsed = pd.concat(parsed_parts, ignore_index=True)
+    else:
+        parsed, _ = check_rows(pd.DataFrame(columns=list(spec.columns)), spec, folder_month)
+        parsed[SOURCE_FILE] = pd.Series(dtype="str")
+        parsed[SOURCE_ROW] = pd.Series(dtype="int64")
+    cross = [_duplicate_failures(parsed, spec.unique_key)]
     if isinstance(spec.unique_key, str):
-        extra.append(_published_failures(parsed, spec.unique_key, published_ids))
-    failures = _concat_failures([parse_fail, model_fail, *extra])
-    bad_rows = pd.Index(failures["row"].unique()).sort_values()
-    parsed[SOURCE_FILE] = raw_all[SOURCE_FILE].astype("str")
-    parsed[SOURCE_ROW] = raw_all[SOURCE_ROW].astype("int64")
+        cross.append(_published_failures(parsed, spec.unique_key, published_ids))
+    failures = _concat_failures([*local_parts, *cross])
+    bad_rows = np.unique(failures["row"].to_numpy(dtype="int64"))
     clean = parsed.drop(index=bad_rows) if len(bad_rows) else parsed  # one take over all columns
-    quarantine = _quarantine_rows(raw_all, failures, bad_rows, spec, month)
+    starts = np.cumsum([0, *map(len, frames)])
+    records = []
+    for i, raw in enumerate(frames):  # bad rows are sorted, so file by file keeps their order
+        lo, hi = np.searchsorted(bad_rows, [starts[i], starts[i + 1]])
+        records += raw_record_json(raw, bad_rows[lo:hi] - starts[i])
+    quarantine = quarantine_rows(
+        failures, bad_rows, parsed[SOURCE_FILE].to_numpy()[bad_rows], parsed[SOURCE_ROW].to_numpy()[bad_rows],
+        records, spec, month)
     log = _file_log(files, clean, quarantine, spec, month)
     return GateResult(clean=clean.reset_index(drop=True), quarantine=quarantine, files=log)
 
 
-def _quarantine_rows(raw_all, failures, bad_rows, spec: InputSpec, month: date) -> pd.DataFrame:
-    if len(bad_rows) == 0:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in QUARANTINE_COLUMNS})
-    grouped = failures.groupby("row", sort=True)
-    first_rule = grouped["rule"].first()
-    reasons = grouped["reason"].agg("; ".join)
-    all_rules = grouped["rule"].agg(lambda r: "; ".join(dict.fromkeys(r)))
-    data_cols = [c for c in raw_all.columns if c not in (SOURCE_FILE, SOURCE_ROW)]
-    records = raw_all.loc[bad_rows, data_cols].astype("object")
+def raw_record_json(raw: pd.DataFrame, positions: np.ndarray) -> list[str]:
+    """The rows at `positions` of `raw` as read, one JSON object each (missing cells as null).
+
+    The one definition of a quarantine row's `raw_record`: the gate, the streaming gate and
+    `streaming_gate.raw_records` all call it.
+    """
+    if len(positions) == 0:
+        return []
+    data_cols = [c for c in raw.columns if c not in (SOURCE_FILE, SOURCE_ROW)]
+    records = raw.iloc[np.asarray(positions, dtype="int64")][data_cols].astype("object")
     records = records.where(records.notna(), None)
+    return [json.dumps(r, default=str, ensure_ascii=False) for r in records.to_dict("records")]
+
+
+def empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in QUARANTINE_COLUMNS})
+
+
+def quarantine_rows(failures: pd.DataFrame, bad_rows: np.ndarray, source_file, row_number, raw_records: list[str],
+                    spec: InputSpec, month: date) -> pd.DataFrame:
+    """One quarantine row per failing row (`bad_rows`, sorted): its first rule, all its rules and
+    reasons in failure order, where it came from and its raw record."""
+    if len(bad_rows) == 0:
+        return empty_quarantine()
+    rows = failures["row"].to_numpy(dtype="int64")
+    order = np.argsort(rows, kind="stable")  # a row's failures keep their order: parse, model, …
+    rules = failures["rule"].to_numpy(object)[order]
+    texts = failures["reason"].to_numpy(object)[order]
+    rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    if not np.array_equal(rows[starts], bad_rows):
+        raise ValueError("bad_rows must be the sorted rows of the failures")
+    first_rule, all_rules, reasons = rules[starts], rules[starts].copy(), texts[starts].copy()
+    for i in np.flatnonzero(ends - starts > 1):  # a row breaking several rules: join them
+        all_rules[i] = "; ".join(dict.fromkeys(rules[starts[i]:ends[i]]))
+        reasons[i] = "; ".join(texts[starts[i]:ends[i]])
     return pd.DataFrame({
         "month": pd.Timestamp(month),
         "input": spec.name,
-        "source_file": raw_all.loc[bad_rows, SOURCE_FILE].astype("str").to_numpy(),
-        "row_number": raw_all.loc[bad_rows, SOURCE_ROW].astype("int64").to_numpy(),
-        "rule": first_rule.loc[bad_rows].to_numpy(),
-        "rules": all_rules.loc[bad_rows].to_numpy(),
-        "reason": reasons.loc[bad_rows].to_numpy(),
-        "raw_record": [json.dumps(r, default=str, ensure_ascii=False) for r in records.to_dict("records")],
+        "source_file": pd.Series(source_file, dtype="str").to_numpy(),
+        "row_number": np.asarray(row_number, dtype="int64"),
+        "rule": first_rule,
+        "rules": all_rules,
+        "reason": reasons,
+        "raw_record": raw_records,
     })
 
 

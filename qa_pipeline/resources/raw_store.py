@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from qa_pipeline.domain.months import month_key
+from qa_pipeline.domain.streaming_gate import is_parquet, read_error
 from qa_pipeline.domain.validation import RawFile, RawInputError
 from qa_pipeline.settings import resolve_path
 
@@ -17,18 +18,21 @@ SUFFIXES = (".csv", ".parquet")
 
 
 def read_raw_file(path: Path, root: Path) -> RawFile:
-    """Read one CSV (all columns as text, empty cell = missing) or Parquet file."""
+    """Read one CSV (all columns as text, empty cell = missing) or Parquet file, whole.
+
+    For small inputs; a month of audits goes through `domain.streaming_gate.stream_gate`, which
+    reads the same files the same way in bounded chunks.
+    """
     rel = path.relative_to(root).as_posix()
     try:
         data = path.read_bytes()
-        if path.suffix == ".parquet":
+        if is_parquet(path):
             frame = pd.read_parquet(path)
         else:
             frame = pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""],
                                 encoding="utf-8", engine="pyarrow")
     except Exception as exc:  # any reader error: the file is rejected whole, by name
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RawInputError(f"{rel}: cannot be read as {path.suffix[1:].upper()}: {reason}") from exc
+        raise read_error(rel, path, exc) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     return RawFile(path=rel, frame=frame, sha256=hashlib.sha256(data).hexdigest())
 
@@ -49,13 +53,17 @@ class RawStore(dg.ConfigurableResource):
         return sorted(p for p in folder.iterdir()
                       if p.suffix in SUFFIXES and p.name.startswith(prefix) and p.is_file())
 
-    def read_month(self, input_name: str, month: date, prefix: str = "", required: bool = True) -> list[RawFile]:
+    def month_paths(self, input_name: str, month: date, prefix: str = "", required: bool = True) -> list[Path]:
+        """The month's files (in name order), for `stream_gate`; none when required: RawInputError."""
         files = self.month_files(input_name, month, prefix)
         if not files and required:
             folder = self.root / input_name / month_key(month)
             raise RawInputError(f"no {input_name} file for {month_key(month)}: {folder} has no "
                                 f"{prefix}*.csv or {prefix}*.parquet file")
-        return [read_raw_file(p, self.root) for p in files]
+        return files
+
+    def read_month(self, input_name: str, month: date, prefix: str = "", required: bool = True) -> list[RawFile]:
+        return [read_raw_file(p, self.root) for p in self.month_paths(input_name, month, prefix, required)]
 
     def read_single(self, relative: str, required: bool = True) -> list[RawFile]:
         """A snapshot input such as `roster/roster.csv` (its `.parquet` twin is accepted too)."""

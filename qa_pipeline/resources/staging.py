@@ -65,6 +65,7 @@ class Attempt:
                 name=f"{staged.name}_month"))
         reg = wh.staged_tables
         with self.warehouse.engine.begin() as conn:
+            self.warehouse.ddl_lock(conn)
             conn.execute(sa.schema.CreateSchema(STAGING, if_not_exists=True))
             reg.create(conn, checkfirst=True)
             staged.drop(conn, checkfirst=True)
@@ -172,6 +173,14 @@ class Attempt:
                 month=self.month, run_id=self.run_id, published_at=datetime.now(UTC),
                 tables=len(published), rows=sum(published.values())))
         return published
+
+    def discard(self) -> int:
+        """Drop everything this attempt staged (a dry run such as `qa-pipeline validate`)."""
+        reg = wh.staged_tables
+        if not self.warehouse.has_table(f"{STAGING}.staged_tables"):
+            return 0
+        with self.warehouse.engine.begin() as conn:
+            return _drop_attempts(conn, reg, sa.and_(reg.c.run_key == self.key, reg.c.month == self.month))
 
     def staged_tables_of(self, table_name: str) -> list[str]:
         return [f"{STAGING}.{r.staged_as}" for r in self._registered(table_name)]

@@ -174,8 +174,18 @@ class Warehouse(dg.ConfigurableResource):
         return self.engine.url.render_as_string(hide_password=True)
 
     # -- DDL ---------------------------------------------------------------------------------
+    @staticmethod
+    def ddl_lock(conn: Connection) -> None:
+        """PostgreSQL: one transaction at a time creates schemas and tables (steps of concurrent runs
+        or of the multiprocess executor would otherwise race on CREATE … IF NOT EXISTS)."""
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('qa_pipeline.ddl'))")
+
     def ensure_table(self, table: sa.Table, conn: Connection | None = None) -> None:
         def _create(c: Connection) -> None:
+            if sa.inspect(c).has_table(table.name, schema=table.schema):
+                return
+            self.ddl_lock(c)
             c.execute(sa.schema.CreateSchema(table.schema, if_not_exists=True))
             partition_by = table.info.get("postgresql_partition_by")
             if c.dialect.name == "postgresql" and partition_by:
@@ -296,6 +306,34 @@ class Warehouse(dg.ConfigurableResource):
     def execute(self, expr) -> pd.DataFrame:
         """Run an ibis expression in the engine; the (small) result comes back through Arrow."""
         return self.ibis.to_pyarrow(expr).to_pandas(date_as_object=False)
+
+    def batches(self, expr, rows: int):
+        """An ibis expression's result streamed as Arrow record batches of about `rows` rows: the
+        engine holds the result, Python one batch at a time."""
+        if self.dialect == "duckdb":
+            # ibis's batch reader calls a method duckdb 2.0 no longer has; the relation's reader works
+            yield from self.ibis.con.sql(self.ibis.compile(expr)).to_arrow_reader(rows)
+        else:
+            yield from self.ibis.to_pyarrow_batches(expr, chunk_size=rows)
+
+    def pages(self, expr, order_by: list[str], rows: int):
+        """An ordered ibis expression's result as DataFrames of at most `rows` rows each, so that a
+        large result never sits in memory at once (ibis's own batch reader does not work with
+        duckdb 2.0)."""
+        ordered = expr.order_by(order_by)
+        offset = 0
+        while True:
+            page = self.execute(ordered.limit(rows, offset=offset))
+            if page.empty:
+                return
+            yield page
+            offset += len(page)
+            if len(page) < rows:
+                return
+
+    def value(self, expr):
+        """Run a scalar ibis expression (a count, a sum) in the engine; a Python value."""
+        return self.ibis.to_pyarrow(expr).as_py()
 
     # -- reads ---------------------------------------------------------------------------------
     def has_table(self, table_name: str) -> bool:

@@ -2,8 +2,14 @@
 
 Each `Suite` lists the invariants of one table: keys, rates in [0, 1], ordered pairs (a ≤ b),
 allowed values, and reconciliations (sums that must add up) expressed as derived columns that
-must be ~0. `expectations()` turns a suite into GX expectations; everything is ERROR (critical)
-except the row-count volume check against the trailing three months, which is a WARNING.
+must be ~0. `expectations()` turns a suite into `Expectation`s (a GX expectation type with its
+arguments); everything is ERROR (critical) except the row-count volume check against the trailing
+three months, which is a WARNING.
+
+The same expectations run one of two ways: GX on a pandas batch (small tables; their results feed
+the Data Docs), or, for a suite marked `in_engine` (`qa_core.audits_clean`, up to millions of rows
+a month), as one SQL query of unexpected counts inside the warehouse
+(`resources.quality_gates.validate_in_engine`), which never reads the rows back.
 """
 
 from __future__ import annotations
@@ -11,9 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import ibis.expr.types as ir
 import pandas as pd
 
 TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One expectation as data: a GX expectation type (`expect_column_values_to_be_unique`), its
+    arguments as GX reports them, and its severity (`critical` or `warning`)."""
+
+    type: str
+    kwargs: dict
+    severity: str = "critical"
 
 
 @dataclass(frozen=True)
@@ -25,10 +42,12 @@ class Suite:
     not_null: list[str] = field(default_factory=list)
     in_sets: dict[str, list] = field(default_factory=dict)
     no_pattern: dict[str, str] = field(default_factory=dict)
-    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None  # GX on pandas: derived columns
     zero_columns: list[str] = field(default_factory=list)  # derived residuals that must be ~0
     true_columns: list[str] = field(default_factory=list)  # derived flags that must be True
     volume: bool = True
+    in_engine: bool = False  # checked by SQL counts in the warehouse, not by GX on pandas
+    derive_in_engine: Callable[[ir.Table], ir.Table] | None = None  # in_engine: derived columns
 
 
 def _quality_metrics_reconciliation(df: pd.DataFrame) -> pd.DataFrame:
@@ -55,9 +74,12 @@ def _trend_consistency(df: pd.DataFrame) -> pd.DataFrame:
                      not_alert_and_improved=~(df["alert"].astype(bool) & df["improved"].astype(bool)))
 
 
-def _audit_consistency(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(final_implies_error=~df["is_error_final"].astype(bool) | df["is_error"].astype(bool),
-                     error_iff_typed=df["is_error"].astype(bool) == df["error_type"].ne("correct"))
+def _audit_consistency(t: ir.Table) -> ir.Table:
+    """A final error is an error; an error has a type other than `correct` and only an error has
+    one (a missing flag counts as False, a missing type as a type)."""
+    is_error = t.is_error.fill_null(False)
+    return t.mutate(final_implies_error=~t.is_error_final.fill_null(False) | is_error,
+                    error_iff_typed=is_error == (t.error_type != "correct").fill_null(True))
 
 
 def _dispute_order(df: pd.DataFrame) -> pd.DataFrame:
@@ -84,7 +106,8 @@ SUITES: dict[str, Suite] = {
         non_negative=["handle_time_s"],
         in_sets={"error_type": ["correct", "over_enforcement", "under_enforcement", "wrong_action", "wrong_policy"],
                  "tenure_band": ["0-30", "31-90", "91-180", "181-365", "366+", "unknown"]},
-        derive=_audit_consistency, true_columns=["final_implies_error", "error_iff_typed"],
+        derive_in_engine=_audit_consistency, true_columns=["final_implies_error", "error_iff_typed"],
+        in_engine=True,
     ),
     "qa_reporting.quality_metrics": Suite(
         key=["month", "dimension", "segment"],
@@ -147,31 +170,39 @@ SUITES: dict[str, Suite] = {
 }
 
 
-def expectations(suite: Suite, trailing_rows: list[int]) -> list:
-    """GX expectation objects for a suite; `trailing_rows` are the row counts of up to three
-    previous partitions (the volume check is skipped without history)."""
-    import great_expectations.expectations as gxe
-
-    out = [gxe.ExpectCompoundColumnsToBeUnique(column_list=suite.key)] if len(suite.key) > 1 else [
-        gxe.ExpectColumnValuesToBeUnique(column=suite.key[0])]
-    out += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in suite.not_null]
-    out += [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0.0, max_value=1.0) for c in suite.rates]
-    out += [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in suite.non_negative]
-    out += [gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=b, column_B=a, or_equal=True,
-                                                          ignore_row_if="either_value_is_missing")
+def expectations(suite: Suite, trailing_rows: list[int]) -> list[Expectation]:
+    """The suite's expectations; `trailing_rows` are the row counts of up to three previous
+    partitions (the volume check is skipped without history)."""
+    out = [Expectation("expect_compound_columns_to_be_unique", {"column_list": suite.key})] if len(suite.key) > 1 \
+        else [Expectation("expect_column_values_to_be_unique", {"column": suite.key[0]})]
+    out += [Expectation("expect_column_values_to_not_be_null", {"column": c}) for c in suite.not_null]
+    out += [Expectation("expect_column_values_to_be_between", {"column": c, "min_value": 0.0, "max_value": 1.0})
+            for c in suite.rates]
+    out += [Expectation("expect_column_values_to_be_between", {"column": c, "min_value": 0.0})
+            for c in suite.non_negative]
+    out += [Expectation("expect_column_pair_values_a_to_be_greater_than_b",
+                        {"column_A": b, "column_B": a, "or_equal": True, "ignore_row_if": "either_value_is_missing"})
             for a, b in suite.ordered]
-    out += [gxe.ExpectColumnValuesToBeInSet(column=c, value_set=v) for c, v in suite.in_sets.items()]
-    out += [gxe.ExpectColumnValuesToNotMatchRegex(column=c, regex=r) for c, r in suite.no_pattern.items()]
-    out += [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=-TOLERANCE, max_value=TOLERANCE)
+    out += [Expectation("expect_column_values_to_be_in_set", {"column": c, "value_set": v})
+            for c, v in suite.in_sets.items()]
+    out += [Expectation("expect_column_values_to_not_match_regex", {"column": c, "regex": r})
+            for c, r in suite.no_pattern.items()]
+    out += [Expectation("expect_column_values_to_be_between", {"column": c, "min_value": -TOLERANCE, "max_value": TOLERANCE})
             for c in suite.zero_columns]
-    out += [gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in suite.true_columns]
+    out += [Expectation("expect_column_values_to_be_in_set", {"column": c, "value_set": [True]})
+            for c in suite.true_columns]
     if suite.volume and trailing_rows:
         mean = sum(trailing_rows) / len(trailing_rows)
-        out.append(gxe.ExpectTableRowCountToBeBetween(min_value=int(0.5 * mean), max_value=int(1.5 * mean) + 1,
-                                                      severity="warning"))
+        out.append(Expectation("expect_table_row_count_to_be_between",
+                               {"min_value": int(0.5 * mean), "max_value": int(1.5 * mean) + 1}, severity="warning"))
     return out
 
 
 def prepare(suite: Suite, frame: pd.DataFrame) -> pd.DataFrame:
     """The frame GX validates: the table plus the suite's derived reconciliation columns."""
     return suite.derive(frame) if suite.derive is not None else frame
+
+
+def prepare_in_engine(suite: Suite, table: ir.Table) -> ir.Table:
+    """The table the SQL counts run over: the table plus the suite's derived columns."""
+    return suite.derive_in_engine(table) if suite.derive_in_engine is not None else table

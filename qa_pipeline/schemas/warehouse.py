@@ -441,8 +441,15 @@ validated_audits = Table(
 )
 audit_keys = Table(
     "audit_keys", staging_metadata, _c("audit_id", Text), _c("source_file", Text),
-    _c("source_row", BigInteger), _c("is_clean", Boolean), schema=STAGING,
+    _c("source_row", BigInteger), _c("read_order", BigInteger, "1-based position in the month's read order"),
+    _c("is_clean", Boolean), schema=STAGING,
     comment="Every audit row read (clean or not): the cross-row rules (duplicates, published elsewhere) run on it.",
+)
+audit_rejects = Table(
+    "audit_rejects", staging_metadata, _c("source_file", Text), _c("source_row", BigInteger),
+    _c("audit_id", Text), _c("is_clean", Boolean), _c("duplicate", Boolean), _c("published_earlier", Boolean),
+    schema=STAGING,
+    comment="Rows the cross-row rules reject (domain/cross_row_rules.py), before they move to the quarantine.",
 )
 roster_snapshot = Table(
     "roster_snapshot", staging_metadata, _c("moderator_id", Text), _c("site", Text), _c("team_type", Text),
