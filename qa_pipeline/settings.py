@@ -77,7 +77,7 @@ class Settings:
     reports_dir: Path
     dagster_home: Path
     thresholds: Thresholds = field(default_factory=Thresholds)
-    gate_chunk_rows: int = 100_000
+    gate_chunk_rows: int = 200_000
     """Raw rows the gate reads and validates at a time (`QA_GATE_CHUNK_ROWS`): bounds its memory."""
 
     @classmethod
@@ -90,5 +90,5 @@ class Settings:
             reports_dir=resolve_path(os.environ.get("QA_REPORTS_DIR", "data/reports")),
             dagster_home=resolve_path(os.environ.get("DAGSTER_HOME", ".dagster_home")),
             thresholds=Thresholds.from_env(),
-            gate_chunk_rows=int(os.environ.get("QA_GATE_CHUNK_ROWS", "100000")),
+            gate_chunk_rows=int(os.environ.get("QA_GATE_CHUNK_ROWS", "200000")),
         )

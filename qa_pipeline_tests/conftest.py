@@ -69,6 +69,18 @@ def enrich_frame(audits: pd.DataFrame, roster: pd.DataFrame, month, disputes: pd
     return out.sort_values(key, ignore_index=True)
 
 
+def python_peak(fn) -> int:
+    """Peak bytes Python allocated while `fn()` ran (tracemalloc; Arrow buffers are not seen)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def audit(**changes) -> dict:
     row = dict(VALID_AUDIT)
     row.update({k: ("" if v is None else v) for k, v in changes.items()})

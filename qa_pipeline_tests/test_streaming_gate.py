@@ -8,7 +8,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import tracemalloc
 from datetime import date
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from qa_pipeline.domain.validation import (
 )
 from qa_pipeline.resources.raw_store import RawStore, read_raw_file
 from qa_pipeline.sample_data import SampleSpec, generate
-from qa_pipeline_tests.conftest import VALID_AUDIT, audit, write_csv
+from qa_pipeline_tests.conftest import VALID_AUDIT, audit, python_peak, write_csv
 
 MARCH = date(2026, 3, 1)
 FEBRUARY = date(2026, 2, 1)
@@ -389,15 +388,6 @@ def _big_month(generated: Path, out: Path, copies: int) -> Path:
     return out
 
 
-def _peak(fn) -> int:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.fixture(scope="module")
 def big_month(generated, tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("big") / "raw"
@@ -416,8 +406,8 @@ def test_streaming_holds_a_chunk_not_the_file_python_allocations(big_month):
             rows[chunk_rows] = n
         return run
 
-    whole = _peak(consume(None))
-    chunked = _peak(consume(50_000))
+    whole = python_peak(consume(None))
+    chunked = python_peak(consume(50_000))
     assert rows[None] == rows[50_000] > 290_000
     assert whole > 15 * 2**20  # the whole file really is held: the ratio means something
     assert chunked < 0.4 * whole, (chunked / 2**20, whole / 2**20)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tracemalloc
 from datetime import date
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from qa_pipeline.domain.themes import (
 from qa_pipeline.domain.validation import AUDITS, run_gate
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.sample_data import SampleSpec, generate
+from qa_pipeline_tests.conftest import python_peak
 
 FEBRUARY = date(2026, 2, 1)
 INPUT = ["auditor_comment", "is_error_final", "queue", "root_cause"]
@@ -184,15 +184,6 @@ def test_counts_keep_no_comment(month_audits):
     assert n_terms < counts.comments  # terms, not comments
 
 
-def _peak(fn) -> int:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_chunked_themes_hold_a_chunk_not_the_month(month_audits, tmp_path):
     # ~300k audits (the generated month 15 times over) in a Parquet file of 20k-row groups
     path = tmp_path / "audits.parquet"
@@ -209,8 +200,8 @@ def test_chunked_themes_hold_a_chunk_not_the_month(month_audits, tmp_path):
         batches = pq.ParquetFile(path).iter_batches(batch_size=20_000)
         results["chunked"] = comment_themes_from_chunks(batches, FEBRUARY)
 
-    whole_peak = _peak(whole)
-    chunked_peak = _peak(chunked)
+    whole_peak = python_peak(whole)
+    chunked_peak = python_peak(chunked)
     assert pq.ParquetFile(path).metadata.num_rows > 290_000
     assert_same_themes(results["chunked"], results["whole"])
     assert whole_peak > 5 * 2**20  # the month really is held: the ratio means something

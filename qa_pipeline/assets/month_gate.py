@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,9 @@ from qa_pipeline.domain.validation import (
 from qa_pipeline.resources.staging import Attempt
 from qa_pipeline.schemas import warehouse as wh
 
+READ_AHEAD_CHUNKS = 2
+"""Chunks the gate may validate ahead while earlier ones are loaded (the engine releases the GIL,
+so reading and loading overlap on two cores); bounds the memory to a few chunks."""
 REJECT_BATCH_ROWS = 100_000
 """Rows rejected by a cross-row rule handled at a time (a whole file delivered twice is millions)."""
 
@@ -66,15 +72,53 @@ def stage_month_gate(attempt: Attempt, paths: list[Path], root: Path, spec: Inpu
     keys = attempt.create("qa_staging.audit_keys", scope="internal")
     month_column = pa.array([attempt.month], pa.date32())
     stream = stream_gate(paths, root, spec, attempt.month, chunk_rows=chunk_rows)
-    for chunk in stream:
-        rows = chunk.clean
-        attempt.append(clean, rows.append_column("month", pa.repeat(month_column[0], rows.num_rows))
-                       .select([c.name for c in clean.columns]))
-        attempt.append(quarantine, chunk.quarantine)
-        attempt.append(keys, pa.Table.from_batches([chunk.keys]).select([c.name for c in keys.columns]))
+    with attempt.loader() as append:
+        for chunk in read_ahead(stream, depth=READ_AHEAD_CHUNKS):
+            rows = chunk.clean
+            append(clean, rows.append_column("month", pa.repeat(month_column[0], rows.num_rows))
+                   .select([c.name for c in clean.columns]))
+            append(quarantine, chunk.quarantine)
+            append(keys, pa.Table.from_batches([chunk.keys]).select([c.name for c in keys.columns]))
     read = stream.files
     _apply_cross_row_rules(attempt, clean, quarantine, paths, root, spec, read)
     return _count(attempt, clean, quarantine, read)
+
+
+def read_ahead(chunks: Iterable, depth: int) -> Iterator:
+    """The items of `chunks`, produced by a background thread at most `depth` items ahead; an
+    error in the producer is raised here, in order."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in chunks:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as exc:  # handed to the consumer
+            items.put(exc)
+
+    worker = threading.Thread(target=produce, name="gate-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
 
 
 def _apply_cross_row_rules(attempt: Attempt, clean: sa.Table, quarantine: sa.Table, paths, root, spec,

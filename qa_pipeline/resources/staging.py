@@ -18,6 +18,7 @@ Identifiers come from the table definitions, the partition's month and the run i
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -87,6 +88,14 @@ class Attempt:
         if isinstance(data, pd.DataFrame):
             data = to_arrow(data, staged)
         return self.warehouse.append_arrow(staged, data)
+
+    @contextmanager
+    def loader(self):
+        """`append` for many chunks over one connection and transaction (see Warehouse.bulk_load)."""
+        with self.warehouse.bulk_load() as load:
+            def append(staged: sa.Table, data: pa.Table | pd.DataFrame) -> None:
+                load(staged, to_arrow(data, staged) if isinstance(data, pd.DataFrame) else data)
+            yield append
 
     def write_query(self, table_name: str, expr, scope: str = "month") -> sa.Table:
         """Stage the result of an ibis expression, computed inside the engine (INSERT … SELECT)."""

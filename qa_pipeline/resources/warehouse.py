@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -276,6 +277,26 @@ class Warehouse(dg.ConfigurableResource):
             with self.engine.begin() as conn:
                 conn.execute(sa.insert(table), _records(data.to_pandas()))
         return data.num_rows
+
+    @contextmanager
+    def bulk_load(self):
+        """Many appends over one connection in one transaction, committed at the end (a streamed
+        load): yields `load(table, arrow_table)`. Nothing is visible if the block fails."""
+        if self.dialect == "duckdb":
+            with self.engine.begin() as conn:
+                yield lambda table, data: self._insert_duckdb(conn, table, data) if data.num_rows else None
+        elif self.dialect == "postgresql":
+            import adbc_driver_postgresql.dbapi as adbc
+
+            with adbc.connect(self._adbc_url()) as conn:
+                with conn.cursor() as cur:
+                    def load(table: sa.Table, data: pa.Table) -> None:
+                        if data.num_rows:
+                            cur.adbc_ingest(table.name, data, mode="append", db_schema_name=table.schema)
+                    yield load
+                conn.commit()
+        else:
+            yield self.append_arrow
 
     def _copy_postgres(self, table: sa.Table, data: pa.Table) -> None:
         import adbc_driver_postgresql.dbapi as adbc
