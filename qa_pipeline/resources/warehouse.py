@@ -279,12 +279,28 @@ class Warehouse(dg.ConfigurableResource):
         return data.num_rows
 
     @contextmanager
-    def bulk_load(self):
-        """Many appends over one connection in one transaction, committed at the end (a streamed
-        load): yields `load(table, arrow_table)`. Nothing is visible if the block fails."""
+    def bulk_load(self, commit_rows: int = 1_000_000):
+        """Many appends over one connection (a streamed load), committed every `commit_rows` rows
+        and at the end: yields `load(table, arrow_table)`. The periodic commits bound what the
+        engine holds uncommitted in memory (a 10M-row DuckDB transaction alone grew the process
+        past 5 GiB); loads go to staging tables, which nothing publishes before the run succeeds."""
+        pending = 0
+
+        def committed(commit, count: int) -> None:
+            nonlocal pending
+            pending += count
+            if pending >= commit_rows:
+                commit()
+                pending = 0
+
         if self.dialect == "duckdb":
-            with self.engine.begin() as conn:
-                yield lambda table, data: self._insert_duckdb(conn, table, data) if data.num_rows else None
+            with self.engine.connect() as conn:
+                def load(table: sa.Table, data: pa.Table) -> None:
+                    if data.num_rows:
+                        self._insert_duckdb(conn, table, data)
+                        committed(conn.commit, data.num_rows)
+                yield load
+                conn.commit()
         elif self.dialect == "postgresql":
             import adbc_driver_postgresql.dbapi as adbc
 
@@ -293,6 +309,7 @@ class Warehouse(dg.ConfigurableResource):
                     def load(table: sa.Table, data: pa.Table) -> None:
                         if data.num_rows:
                             cur.adbc_ingest(table.name, data, mode="append", db_schema_name=table.schema)
+                            committed(conn.commit, data.num_rows)
                     yield load
                 conn.commit()
         else:
