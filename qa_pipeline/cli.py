@@ -64,7 +64,7 @@ def cmd_validate(args) -> int:
     settings = Settings.from_env()
     month = month_start(args.month)
     store = RawStore(raw_dir=str(settings.raw_dir))
-    attempt = Attempt(Warehouse(url=settings.warehouse_url), month, f"validate-{uuid.uuid4().hex}")
+    attempt = Attempt(Warehouse(url=settings.warehouse_url), month, str(uuid.uuid4()))
     try:
         gate = stage_month_gate(attempt, store.month_paths("audits", month), store.root, AUDITS,
                                 chunk_rows=settings.gate_chunk_rows)

@@ -90,6 +90,9 @@ def _unpublished(month: str, run_id: str, settings: Settings) -> str:
 
     attempt = Attempt(Warehouse(url=settings.warehouse_url), month_start(month), run_id)
     try:
+        if attempt.was_published():
+            return (f"{month_key(attempt.month)} was published by this run; what failed came after the "
+                    "publication (the report)")
         staged = attempt.staged_tables()
     except Exception:  # the warehouse itself may be what failed
         staged = []

@@ -26,12 +26,12 @@ MONTH_TABLES = ["qa_core.audits_clean", "qa_core.moderator_quality", "qa_reporti
                 "qa_reporting.policy_change_impact", "qa_reporting.experiment_readout"]
 
 
-def _extra_audits(raw_dir, n=120):
+def _extra_audits(raw_dir, n=120, name="zz_late_valid.csv"):
     """A valid late file for the month that changes its figures (every audit an error at BPO-Z)."""
-    rows = [audit(audit_id=f"LATE-OK-{i}", audited_at="2026-02-10T00:00:00Z", decision_at="2026-02-09T00:00:00Z",
+    rows = [audit(audit_id=f"{name[:-4]}-{i}", audited_at="2026-02-10T00:00:00Z", decision_at="2026-02-09T00:00:00Z",
                   site="BPO-Z", action_auditor="approve", policy_auditor="NONE", error_severity="major",
                   root_cause="policy_knowledge") for i in range(n)]
-    write_csv(raw_dir / "audits" / MONTH / "zz_late_valid.csv", rows)
+    write_csv(raw_dir / "audits" / MONTH / name, rows)
 
 
 def _snapshot(pipeline) -> dict[str, pd.DataFrame]:
@@ -82,11 +82,22 @@ def test_a_failed_blocking_check_publishes_nothing_and_keeps_the_staged_rows(raw
     assert int(staged_overall.audits) == audits_before + 120
     assert "BPO-Z" in set(staged[staged.dimension == "site"].segment)
 
-    # the next attempt never reads the failed one; once it publishes, the failed attempt's staging is gone
+    # the publication step re-executed alone over the failed attempt is refused: the failed check is
+    # recorded beside the staged rows
+    from qa_pipeline.assets.publication import MONTH_TABLES
+
+    with pytest.raises(ValueError, match="blocking checks failed on the staged rows of qa_reporting.quality_metrics"):
+        pipeline.attempt(MONTH, result).publish(required=MONTH_TABLES)
+    _assert_same(pipeline, before)
+
+    # the next attempt never reads the failed one: the late file is withdrawn and another, of 50
+    # audits, arrives; once it publishes, the failed attempt's staging is gone
     monkeypatch.undo()
+    (raw_copy / "audits" / MONTH / "zz_late_valid.csv").unlink()
+    _extra_audits(raw_copy, n=50, name="zz_later_valid.csv")
     again = pipeline.run(MONTH)
     assert again.success
-    assert int(_overall(pipeline).audits) == audits_before + 120
+    assert int(_overall(pipeline).audits) == audits_before + 50
     with pipeline.warehouse.engine.connect() as conn:
         left = conn.execute(sa.select(wh.staged_tables.c.staged_as)).scalars().all()
         tables = sa.inspect(conn).get_table_names(schema=wh.STAGING)
@@ -134,7 +145,7 @@ from qa_pipeline.resources import staging
 _publish = staging.Attempt.publish
 _execute = sa.engine.Connection.execute
 
-def killing_publish(self):
+def killing_publish(self, *args, **kwargs):
     seen = {"deletes": 0}
     def execute(conn, statement, *args, **kwargs):
         if isinstance(statement, sa.sql.dml.Delete) and os.environ.get("QA_TEST_KILL_AT") == "publish_midway":
@@ -146,7 +157,7 @@ def killing_publish(self):
         os.kill(os.getpid(), signal.SIGKILL)
     sa.engine.Connection.execute = execute
     try:
-        return _publish(self)
+        return _publish(self, *args, **kwargs)
     finally:
         sa.engine.Connection.execute = _execute
 

@@ -52,9 +52,11 @@ def stage_gate(attempt: Attempt, gate: GateResult | None, input_name: str, scope
     attempt.write("qa_core.ingest_log", files, scope=scope, scope_input=input_name)
 
 
-def _identity_check(gate: GateResult | StagedGate, asset_key: str) -> dg.AssetCheckResult:
+def _identity_check(gate: GateResult | StagedGate, asset_key: str, attempt: Attempt,
+                    staged_table: str) -> dg.AssetCheckResult:
     files = gate.files
     broken = files[files.rows_read != files.rows_clean + files.rows_quarantined]
+    attempt.record_check(staged_table, ROWS_ACCOUNTED_CHECK, passed=broken.empty)
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=ROWS_ACCOUNTED_CHECK,
@@ -101,7 +103,7 @@ def roster(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Wa
     stage_gate(attempt, gate, "roster")
     attempt.write("qa_staging.roster_snapshot", gate.clean, scope="internal")
     yield dg.MaterializeResult(metadata={**_gate_metadata(gate), "dagster/row_count": len(gate.clean)})
-    yield _identity_check(gate, "roster")
+    yield _identity_check(gate, "roster", attempt, "qa_staging.roster_snapshot")
 
 
 @monthly_asset(
@@ -133,6 +135,7 @@ def validated_audits(context: dg.AssetExecutionContext, raw_store: RawStore, war
                      f"{gate.rows_quarantined} quarantined ({gate.quarantined_share:.2%})")
     yield dg.MaterializeResult(metadata={**_gate_metadata(gate), "dagster/row_count": gate.rows_clean})
     share = gate.quarantined_share
+    attempt.record_check("qa_staging.validated_audits", QUARANTINE_SHARE_CHECK, passed=share <= limit)
     yield dg.AssetCheckResult(
         check_name=QUARANTINE_SHARE_CHECK,
         passed=bool(share <= limit),
@@ -145,4 +148,4 @@ def validated_audits(context: dg.AssetExecutionContext, raw_store: RawStore, war
             "quarantine_by_rule": dg.MetadataValue.md(gate.rule_counts.to_markdown(index=False)),
         },
     )
-    yield _identity_check(gate, "validated_audits")
+    yield _identity_check(gate, "validated_audits", attempt, "qa_staging.validated_audits")

@@ -91,20 +91,23 @@ def read_ahead(chunks: Iterable, depth: int) -> Iterator:
     done = object()
     stop = threading.Event()
 
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has stopped
+
     def produce() -> None:
         try:
             for item in chunks:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(item):
                     return
-            items.put(done)
+            hand_over(done)
         except BaseException as exc:  # handed to the consumer
-            items.put(exc)
+            hand_over(exc)
 
     worker = threading.Thread(target=produce, name="gate-read-ahead", daemon=True)
     worker.start()

@@ -106,6 +106,7 @@ def gx_check(asset_name: str, table_name: str, scope: str) -> dg.AssetChecksDefi
         else:
             outcome, rows = suite_with_gx(attempt, table_name, scope, quality_gates)
         worst = outcome.max_failed_severity
+        attempt.record_check(table_name, f"gx_{table_name.split('.')[1]}", passed=worst != "critical")
         metadata = {
             "failed_expectations": dg.MetadataValue.md(_failures_md(outcome.failures)),
             "expectations": dg.MetadataValue.int(outcome.evaluated),

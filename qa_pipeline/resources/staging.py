@@ -18,6 +18,8 @@ Identifiers come from the table definitions, the partition's month and the run i
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -44,7 +46,11 @@ class Attempt:
 
     @property
     def key(self) -> str:
-        return self.run_id.replace("-", "")[:8]
+        """The first 8 hex digits of a Dagster run id; a hash of any other attempt id."""
+        compact = self.run_id.replace("-", "")
+        if len(compact) == 32 and all(ch in "0123456789abcdef" for ch in compact):
+            return compact[:8]
+        return hashlib.sha256(self.run_id.encode()).hexdigest()[:8]
 
     def staged_name(self, table_name: str, part: str | None = None) -> str:
         """`<table>[__<input>]__<YYYYMM>__<run key>`: within PostgreSQL's 63-character identifiers."""
@@ -148,8 +154,24 @@ class Attempt:
         return self.warehouse.execute(t)
 
     # -- publishing ---------------------------------------------------------------------------
-    def publish(self) -> dict[str, int]:
-        """Publish everything this run staged for the month in one transaction; rows per table."""
+    def record_check(self, table_name: str, check_name: str, passed: bool) -> None:
+        """Remember a blocking check's outcome on the staged rows of `table_name`: `publish` refuses
+        rows a blocking check failed on, whatever path leads to it (a re-executed step included)."""
+        reg = wh.staged_tables
+        with self.warehouse.engine.begin() as conn:
+            rows = conn.execute(sa.select(reg.c.staged_as, reg.c.failed_checks).where(
+                reg.c.run_key == self.key, reg.c.month == self.month, reg.c.table_name == table_name)).fetchall()
+            for staged_as, failed in rows:
+                names = [n for n in (failed or "").split(",") if n and n != check_name]
+                names += [] if passed else [check_name]
+                conn.execute(sa.update(reg).where(reg.c.run_key == self.key, reg.c.staged_as == staged_as)
+                             .values(failed_checks=",".join(names) or None))
+
+    def publish(self, required: Iterable[str] = ()) -> dict[str, int]:
+        """Publish everything this run staged for the month in one transaction; rows per table.
+
+        Refused (nothing published) when a table of `required` is not staged by this run, or when a
+        blocking check failed on any staged table."""
         wh_ = self.warehouse
         reg = wh.staged_tables
         published: dict[str, int] = {}
@@ -158,6 +180,14 @@ class Attempt:
                                    .order_by(reg.c.table_name, reg.c.staged_as)).fetchall()
             if not entries:
                 raise LookupError(f"run {self.run_id} staged nothing for {self.month:%Y-%m}: nothing to publish")
+            failed = [f"{e.table_name} ({e.failed_checks})" for e in entries if e.failed_checks]
+            if failed:
+                raise ValueError(f"blocking checks failed on the staged rows of {', '.join(failed)}: "
+                                 "nothing was published")
+            missing = sorted(set(required) - {e.table_name for e in entries})
+            if missing:
+                raise LookupError(f"run {self.run_id} has not staged {', '.join(missing)} for {self.month:%Y-%m}: "
+                                  "nothing was published")
             for e in entries:
                 staged = _twin(wh.table(e.table_name), e.staged_as)
                 if e.scope == "internal":
@@ -176,12 +206,26 @@ class Attempt:
                     staged.drop(conn)
                 published[e.table_name] = published.get(e.table_name, 0) + int(n)
             conn.execute(sa.delete(reg).where(reg.c.run_key == self.key, reg.c.month == self.month))
-            _drop_attempts(conn, reg, sa.and_(reg.c.month == self.month, reg.c.run_key != self.key))
+            # earlier attempts at the month (their staging ended before this one began); an attempt
+            # still staging beside this one is left alone
+            started = min(e.staged_at for e in entries)
+            others = sa.select(reg.c.run_key).where(reg.c.month == self.month, reg.c.run_key != self.key) \
+                .group_by(reg.c.run_key).having(sa.func.max(reg.c.staged_at) < started)
+            _drop_attempts(conn, reg, sa.and_(reg.c.month == self.month, reg.c.run_key.in_(others)))
             wh_.ensure_table(wh.publications, conn)
             conn.execute(sa.insert(wh.publications).values(
                 month=self.month, run_id=self.run_id, published_at=datetime.now(UTC),
                 tables=len(published), rows=sum(published.values())))
         return published
+
+    def was_published(self) -> bool:
+        """Whether this attempt's publication committed (`qa_core.publications`)."""
+        if not self.warehouse.has_table(wh.publications.fullname):
+            return False
+        p = wh.publications
+        with self.warehouse.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(p).where(
+                p.c.run_id == self.run_id, p.c.month == self.month)).scalar_one() > 0
 
     def discard(self) -> int:
         """Drop everything this attempt staged (a dry run such as `qa-pipeline validate`)."""

@@ -459,7 +459,9 @@ roster_snapshot = Table(
 staged_tables = Table(
     "staged_tables", staging_metadata, _c("run_key", Text), _month(), _c("table_name", Text),
     _c("staged_as", Text), _c("scope", Text), _c("scope_input", Text),
-    _c("staged_at", DateTime(timezone=True)), schema=STAGING,
+    _c("staged_at", DateTime(timezone=True)),
+    _c("failed_checks", Text, "blocking checks that failed on these staged rows: publication refuses them"),
+    schema=STAGING,
     comment="Registry of staged tables: which run staged what, and which published rows it replaces.",
 )
 
