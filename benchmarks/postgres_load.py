@@ -39,6 +39,7 @@ def main() -> int:
 
     import pyarrow as pa
 
+    from qa_pipeline.assets.common import empty_frame
     from qa_pipeline.domain.enrich import enrich_audits
     from qa_pipeline.domain.streaming_gate import stream_gate
     from qa_pipeline.domain.validation import AUDITS, ROSTER, run_gate
@@ -62,8 +63,7 @@ def main() -> int:
         attempt = Attempt(warehouse, month, f"bench-{len(figures)}")
         staged = attempt.create("qa_staging.validated_audits", scope="internal")
         attempt.write("qa_staging.roster_snapshot", roster, scope="internal")
-        attempt.write("qa_core.disputes", roster.head(0).reindex(columns=["month", "dispute_id", "audit_id",
-                      "disputed_at", "resolved_at", "reason", "outcome", "source_file"]), scope="whole")
+        attempt.write("qa_core.disputes", empty_frame("qa_core.disputes"), scope="whole")
         t = time.perf_counter()
         attempt.append(staged, rows.select([c.name for c in staged.columns]))
         load = time.perf_counter() - t

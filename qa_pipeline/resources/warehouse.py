@@ -208,16 +208,6 @@ class Warehouse(dg.ConfigurableResource):
         table = wh.table(table_name)
         return self._replace(table, frame, table.c[wh.MONTH] == sa.bindparam("m", month, sa.Date))
 
-    def replace_where(self, table_name: str, frame: pd.DataFrame, **equals) -> int:
-        """Replace the rows whose columns equal the given values (one transaction)."""
-        table = wh.table(table_name)
-        cond = sa.and_(*[table.c[k] == v for k, v in equals.items()]) if equals else sa.true()
-        return self._replace(table, frame, cond)
-
-    def replace_all(self, table_name: str, frame: pd.DataFrame) -> int:
-        """Rewrite a whole (unpartitioned) table in one transaction."""
-        return self._replace(wh.table(table_name), frame, sa.true())
-
     def _replace(self, table: sa.Table, frame: pd.DataFrame, condition) -> int:
         data = to_arrow(frame, table)  # refuses a frame with a missing column before anything is deleted
         if self.dialect == "postgresql":
