@@ -97,7 +97,8 @@ class Attempt:
 
     @contextmanager
     def loader(self):
-        """`append` for many chunks over one connection and transaction (see Warehouse.bulk_load)."""
+        """`append` for many chunks over one connection, committed every million rows (see
+        Warehouse.bulk_load)."""
         with self.warehouse.bulk_load() as load:
             def append(staged: sa.Table, data: pa.Table | pd.DataFrame) -> None:
                 load(staged, to_arrow(data, staged) if isinstance(data, pd.DataFrame) else data)
