@@ -97,7 +97,8 @@ def get_ibis(url: str):
                                                    password=u.password, database=u.database)
                 _IBIS[url].raw_sql("SET TIME ZONE 'UTC'")
             else:
-                raise NotImplementedError(f"no ibis backend for {engine.dialect.name}")
+                raise ValueError(f"QA_WAREHOUSE_URL: the {engine.dialect.name} warehouse is not supported; "
+                                 "use DuckDB or PostgreSQL (README: Past one machine)")
         return _IBIS[url]
 
 
