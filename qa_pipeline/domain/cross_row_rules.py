@@ -39,6 +39,14 @@ def rejected_rows(keys: ir.Table, published: ir.Table | None, key: str, month: d
     return flagged.select("source_file", "source_row", key, "is_clean", "duplicate", "published_earlier")
 
 
+def duplicate_reason(key: str, value) -> str:
+    return f"{key} {value!r} repeats an earlier row (the first read is kept)"
+
+
+def published_reason(key: str, value) -> str:
+    return f"{key} {value!r} is already published for an earlier month"
+
+
 def rules_and_reasons(rejected: pd.DataFrame, key: str) -> pd.DataFrame:
     """For each rejected row: its cross-row rules in order (duplicate, then published earlier) and
     their readable reasons, worded as `validation.run_gate` words them."""
@@ -47,10 +55,10 @@ def rules_and_reasons(rejected: pd.DataFrame, key: str) -> pd.DataFrame:
         r, t = [], []
         if dup:
             r.append(f"{key}:{DUPLICATE}")
-            t.append(f"{key} {value!r} repeats an earlier row (the first read is kept)")
+            t.append(duplicate_reason(key, value))
         if pub:
             r.append(f"{key}:{PUBLISHED_EARLIER}")
-            t.append(f"{key} {value!r} is already published for an earlier month")
+            t.append(published_reason(key, value))
         rules.append(r)
         reasons.append(t)
     return rejected.assign(new_rules=rules, new_reasons=reasons)

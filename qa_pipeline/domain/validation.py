@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from qa_pipeline.domain.cross_row_rules import duplicate_reason, published_reason
 from qa_pipeline.domain.months import next_month
 from qa_pipeline.schemas import raw as raw_schemas
 
@@ -269,7 +270,7 @@ def _duplicate_failures(parsed: pd.DataFrame, key: str | tuple[str, ...] | None)
     shown = parsed.loc[dup, cols].astype("str").agg("/".join, axis=1) if dup.any() else []
     return pd.DataFrame({
         "row": parsed.index[dup], "column": cols[0], "rule": f"{name}:duplicate",
-        "reason": [f"{name} {v!r} repeats an earlier row (the first read is kept)" for v in shown],
+        "reason": [duplicate_reason(name, v) for v in shown],
     })
 
 
@@ -280,7 +281,7 @@ def _published_failures(parsed: pd.DataFrame, key: str, published_ids: pd.Series
     hit = parsed[key].isin(earlier)
     return pd.DataFrame({
         "row": parsed.index[hit], "column": key, "rule": f"{key}:published_earlier",
-        "reason": [f"{key} {v!r} is already published for an earlier month" for v in parsed[key][hit]],
+        "reason": [published_reason(key, v) for v in parsed[key][hit]],
     })
 
 
