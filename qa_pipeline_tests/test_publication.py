@@ -113,6 +113,16 @@ def test_a_month_is_published_in_one_recorded_transaction(pipeline):
                  for e in result.get_asset_materialization_events()}["month_publication"]
     assert published["tables"].value == int(pubs.tables.iloc[0]) >= 17
     assert published["rows"].value == int(pubs.rows.iloc[0])
+    # the rows reported per table are the rows that became visible, counted in the published tables
+    import re
+
+    reported = dict(re.findall(r"\|\s*(qa_\w+\.\w+)\s*\|\s*(\d+)\s*\|", published["published"].value))
+    from qa_pipeline.assets.publication import MONTH_TABLES
+
+    assert set(reported) == set(MONTH_TABLES)
+    for name in ["qa_core.audits_clean", "qa_reporting.quality_metrics", "qa_core.moderator_quality",
+                 "qa_reporting.policy_change_impact", "qa_core.disputes"]:
+        assert int(reported[name]) == len(pipeline.table(name)) > 0, name
     # the report was built from what was published: its headline is the published overall row
     runs = pipeline.table("qa_reporting.report_runs")
     overall = _overall(pipeline)
