@@ -7,7 +7,7 @@ BENCH_ARGS ?=
 SPARK_PYTEST_ARGS ?=
 
 .PHONY: demo test dev install generate bench bench-postgres clean
-.PHONY: bench-10m test-spark
+.PHONY: bench-10m test-spark test-quick
 
 $(BIN)/qa-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,16 @@ install: $(BIN)/qa-pipeline
 demo: install
 	$(BIN)/qa-pipeline demo
 
-## make test: the whole suite, with a throwaway PostgreSQL started from the machine's binaries
+## make test: the whole suite, with a throwaway PostgreSQL started from the machine's binaries;
+## the fault suite (qa_pipeline_tests/faults) included, its long part (SIGKILL trials) too. `-p` loads
+## the fault suite's summary line on pytest-xdist's controller, which never loads a sub-folder conftest
+FAULTS_SUMMARY := -p qa_pipeline_tests.faults.summary
 test: install
-	.ci/with-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+	.ci/with-postgres $(BIN)/python -m pytest $(FAULTS_SUMMARY) $(PYTEST_ARGS)
+
+## make test-quick: the same without the fault suite's long part (marker faults_long)
+test-quick: install
+	.ci/with-postgres $(BIN)/python -m pytest $(FAULTS_SUMMARY) -m "not faults_long" $(PYTEST_ARGS)
 
 ## make dev: the Dagster UI on http://127.0.0.1:3000 (embedded SQLite instance in .dagster_home)
 dev: install

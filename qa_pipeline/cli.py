@@ -29,24 +29,16 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _print_outcome(outcome) -> None:
-    status = "ok" if outcome.success else "FAILED"
-    print(f"{outcome.month}: {status} (run {outcome.run_id[:8]})")
-    for reason in outcome.failures:
-        print(f"  - {reason}")
-
-
 def cmd_run(args) -> int:
-    from qa_pipeline.runner import run_month
+    from qa_pipeline.hygiene import WarehouseBusy
+    from qa_pipeline.runner import run_months
 
-    months = _months(args.month)
-    settings = Settings.from_env()
-    failed = 0
-    for month in months:
-        outcome = run_month(month, settings, progress=not args.quiet)
-        _print_outcome(outcome)
-        failed += not outcome.success
-    return 1 if failed else 0
+    try:
+        outcomes = run_months(_months(args.month), Settings.from_env(), progress=not args.quiet)
+    except WarehouseBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    return 0 if all(o.success for o in outcomes) else 1
 
 
 def cmd_validate(args) -> int:
@@ -54,9 +46,10 @@ def cmd_validate(args) -> int:
     warehouse), staged under a throwaway attempt that is dropped afterwards: nothing is published."""
     import uuid
 
+    from qa_pipeline.assets.ingest import audits_spec
     from qa_pipeline.assets.month_gate import stage_month_gate
     from qa_pipeline.domain.months import month_start
-    from qa_pipeline.domain.validation import AUDITS, RawInputError
+    from qa_pipeline.domain.validation import RawInputError
     from qa_pipeline.resources.raw_store import RawStore
     from qa_pipeline.resources.staging import Attempt
     from qa_pipeline.resources.warehouse import Warehouse
@@ -66,7 +59,7 @@ def cmd_validate(args) -> int:
     store = RawStore(raw_dir=str(settings.raw_dir))
     attempt = Attempt(Warehouse(url=settings.warehouse_url), month, str(uuid.uuid4()))
     try:
-        gate = stage_month_gate(attempt, store.month_paths("audits", month), store.root, AUDITS,
+        gate = stage_month_gate(attempt, store.month_paths("audits", month), store.root, audits_spec(store, attempt),
                                 chunk_rows=settings.gate_chunk_rows)
         sample = attempt.warehouse.execute(attempt.staged("qa_core.audits_quarantine").order_by(
             ["source_file", "row_number"]).select("source_file", "row_number", "reason").limit(args.show))
@@ -75,7 +68,7 @@ def cmd_validate(args) -> int:
         return 2
     finally:
         attempt.discard()
-    limit = settings.thresholds.max_invalid_fraction
+    limit = settings.thresholds.max_invalid_fraction_for("audits")
     print(f"{args.month}: {gate.rows_read:,} rows read, {gate.rows_clean:,} clean, "
           f"{gate.rows_quarantined:,} quarantined ({gate.quarantined_share:.2%}; limit {limit:.2%})")
     print(gate.files[["source_file", "rows_read", "rows_clean", "rows_quarantined"]].to_string(index=False))
@@ -88,7 +81,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from qa_pipeline.runner import run_month
+    from qa_pipeline.domain.months import is_month_folder
+    from qa_pipeline.hygiene import WarehouseBusy
+    from qa_pipeline.runner import run_months
 
     settings = Settings.from_env()
     audits = settings.raw_dir / "audits"
@@ -96,12 +91,12 @@ def cmd_demo(args) -> int:
         print(f"no raw audits in {settings.raw_dir}: generating the sample ({DEFAULT_SAMPLE_MONTHS})")
         args.months, args.out, args.format = DEFAULT_SAMPLE_MONTHS, None, "csv"
         cmd_generate(args)
-    months = sorted(p.name for p in audits.iterdir() if p.is_dir())
-    outcomes = []
-    for month in months:
-        outcome = run_month(month, settings, progress=not args.quiet)
-        _print_outcome(outcome)
-        outcomes.append(outcome)
+    months = sorted(p.name for p in audits.iterdir() if p.is_dir() and is_month_folder(p.name))
+    try:
+        outcomes = run_months(months, settings, progress=not args.quiet)
+    except WarehouseBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     from qa_pipeline.resources.warehouse import Warehouse
 
     wh = Warehouse(url=settings.warehouse_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+import pandas as pd
 import sqlalchemy as sa
 
 from qa_pipeline.assets import (
@@ -20,11 +21,12 @@ from qa_pipeline.assets import (
 )
 from qa_pipeline.assets import quality_gates as gates
 from qa_pipeline.assets.common import QualityConfig, monthly
+from qa_pipeline.assets.disputes import validated_disputes
 from qa_pipeline.assets.quality_gates import gx_checks
 from qa_pipeline.domain.months import partition_key, previous_month
 from qa_pipeline.domain.restatement import months_to_restate
-from qa_pipeline.domain.validation import DISPUTES, run_gate
 from qa_pipeline.progress import qa_progress
+from qa_pipeline.refresh import refresh_requests
 from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.report_store import ReportStore
@@ -41,6 +43,8 @@ monthly_quality_job = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     partitions_def=monthly,
     description="Every monthly asset for one month: gate, clean audits, metrics and reports.",
+    # run monitoring (dagster.yaml) fails a run still going after this long: its process has died
+    tags={"dagster/max_runtime": os.environ.get("QA_MAX_RUN_SECONDS", "7200")},
 )
 
 @dg.schedule(
@@ -66,12 +70,33 @@ def monthly_quality_schedule(context: dg.ScheduleEvaluationContext, raw_store: R
     return requests
 
 
+@dg.run_status_sensor(
+    name="month_refresh_sensor",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[monthly_quality_job],
+    request_job=monthly_quality_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "When a month's figures are published (a run, a restatement requested by the schedule, a "
+        "backfill), requests a refresh of every later published month that reads it — the assets "
+        "whose partition mappings reach back to it, and what is downstream of them — unless a run of "
+        "that month started after it. A failed run requests nothing: no month is computed from a "
+        "neighbour that failed its gate."
+    ),
+)
+def month_refresh_sensor(context: dg.RunStatusSensorContext, warehouse: Warehouse):
+    return refresh_requests(context.dagster_run, context.instance, warehouse, context.repository_def.asset_graph)
+
+
 def restatement_months(raw_store: RawStore, warehouse: Warehouse, month) -> list:
     """Earlier months holding audits overturned by the disputes resolved in `month`."""
-    files = raw_store.read_month("disputes", month, required=False)
-    if not files or not warehouse.has_table("qa_core.audits_clean"):
+    if not warehouse.has_table("qa_core.audits_clean"):
         return []
-    new = run_gate(files, DISPUTES, month).clean
+    # the same per-file handling as a run's: a file that cannot be used is left out, not fatal here
+    everything = validated_disputes(raw_store, check_audits=False).frame
+    new = everything[pd.to_datetime(everything["month"]).dt.date == month] if len(everything) else everything
+    if new.empty:
+        return []
     ids = new.loc[new["outcome"] == "overturned", "audit_id"].drop_duplicates().tolist()
     if not ids:
         return []
@@ -105,6 +130,7 @@ defs = dg.Definitions(
     asset_checks=gx_checks,
     jobs=[monthly_quality_job],
     schedules=[monthly_quality_schedule],
+    sensors=[month_refresh_sensor],
     resources=resources(),
     executor=executor(),
     loggers={"console": dg.colored_console_logger, "qa_progress": qa_progress},

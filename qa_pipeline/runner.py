@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa_pipeline import hygiene
 from qa_pipeline.domain.months import month_key, month_start, partition_key
 from qa_pipeline.progress import failure_message, is_check_failure
 from qa_pipeline.settings import Settings
@@ -24,6 +25,13 @@ telemetry:
 concurrency:
   runs:
     max_concurrent_runs: 1
+# Runs launched by the daemon (schedule, sensors, backfills): a run that does not start, or runs
+# longer than its `dagster/max_runtime` tag (the monthly job sets it), is marked failed instead of
+# staying STARTED. Runs of the CLI are checked by the CLI itself at its next start.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  poll_interval_seconds: 60
 """
 
 
@@ -44,6 +52,8 @@ class MonthOutcome:
     success: bool
     run_id: str
     failures: list[str] = field(default_factory=list)
+    refresh: bool = False
+    """A refresh of a later month (only the assets that read the months just run)."""
 
 
 def _failure_reasons(result) -> list[str]:
@@ -60,8 +70,10 @@ def _failure_reasons(result) -> list[str]:
     return reasons
 
 
-def run_month(month: str, settings: Settings | None = None, progress: bool = True) -> MonthOutcome:
-    """Materialize every monthly asset for one month; never raises on a failed step."""
+def run_month(month: str, settings: Settings | None = None, progress: bool = True,
+              assets: list[str] | None = None, tags: dict[str, str] | None = None) -> MonthOutcome:
+    """Materialize the monthly assets for one month (all of them, or `assets`); never raises on a
+    failed step."""
     import dagster as dg
 
     settings = settings or Settings.from_env()
@@ -74,13 +86,76 @@ def run_month(month: str, settings: Settings | None = None, progress: bool = Tru
             dg.reconstructable(definitions.monthly_job),
             instance=instance,
             run_config=run_config,
-            tags={"dagster/partition": partition_key(month), "qa/launched_by": "qa-pipeline cli"},
+            tags={"dagster/partition": partition_key(month), "qa/launched_by": "qa-pipeline cli",
+                  **hygiene.process_tags(), **(tags or {})},
+            asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
         )
         failures = _failure_reasons(result)
         if not result.success:
             failures.append(_unpublished(month, result.run_id, settings))
         return MonthOutcome(month=month_key(month_start(month)), success=result.success,
-                            run_id=result.run_id, failures=failures)
+                            run_id=result.run_id, failures=failures, refresh=bool(assets))
+
+
+def run_months(months: list[str], settings: Settings | None = None, progress: bool = True,
+               say=print) -> list[MonthOutcome]:
+    """Run `months` in month order, then refresh every later published month that reads one of them
+    (declared partition mappings, `qa_pipeline.refresh`), in month order, saying which and why.
+
+    A month whose run failed leaves its previous version published and refreshes nothing: no month is
+    computed from a neighbour that failed its gate. Holds the warehouse for the whole time on DuckDB
+    (one writing process): a second `qa-pipeline run` says in one line who holds it."""
+    settings = settings or Settings.from_env()
+    ensure_dagster_home(settings)
+    with hygiene.warehouse_hold(settings, f"qa-pipeline run --month {','.join(months)}"):
+        for line in hygiene.fail_dead_runs():
+            say(line)
+        outcomes = []
+        for month in sorted(months, key=lambda m: month_start(m)):
+            outcomes.append(run_month(month, settings, progress))
+            say_outcome(outcomes[-1], say)
+        outcomes += refresh_later_months(outcomes, settings, progress, say)
+    return outcomes
+
+
+def say_outcome(outcome: MonthOutcome, say) -> None:
+    status = "ok" if outcome.success else "FAILED"
+    kind = " (refresh)" if outcome.refresh else ""
+    say(f"{outcome.month}{kind}: {status} (run {outcome.run_id[:8]})")
+    for reason in outcome.failures:
+        say(f"  - {reason}")
+
+
+def refresh_later_months(outcomes: list[MonthOutcome], settings: Settings, progress: bool, say) -> list[MonthOutcome]:
+    """The refresh runs that follow the months just run (only those that published)."""
+    from qa_pipeline import definitions
+    from qa_pipeline.refresh import published_months, refreshes
+    from qa_pipeline.resources.warehouse import Warehouse
+
+    ran = {month_start(o.month) for o in outcomes}
+    restated = [month_start(o.month) for o in outcomes if o.success]
+    failed = [o.month for o in outcomes if not o.success]
+    graph = definitions.defs.resolve_asset_graph()
+    warehouse = Warehouse(url=settings.warehouse_url)
+    published = published_months(warehouse)
+    if failed:
+        blocked = refreshes(graph, [month_start(m) for m in failed], published, skip=ran)
+        if blocked:
+            say(f"not refreshed: {', '.join(month_key(r.month) for r in blocked)} read {', '.join(failed)}, whose run "
+                "failed (they keep reading its last published version; re-run it to refresh them)")
+    todo = refreshes(graph, restated, published, skip=ran)
+    if not todo:
+        return []
+    say(f"refreshing {len(todo)} later published month(s) that read the month(s) just run:")
+    for r in todo:
+        say(f"  {r.describe()}")
+    done = []
+    for r in todo:
+        outcome = run_month(month_key(r.month), settings, progress, assets=sorted(r.assets),
+                            tags={"qa/refresh_of": ",".join(sorted(r.reasons))})
+        say_outcome(outcome, say)
+        done.append(outcome)
+    return done
 
 
 def _unpublished(month: str, run_id: str, settings: Settings) -> str:

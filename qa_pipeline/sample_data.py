@@ -470,11 +470,17 @@ def generate(spec: SampleSpec, out: Path) -> dict:
         )[["moderator_id", "site", "team_type", "hire_date", "language", "status"]]
         (out / "roster").mkdir(parents=True, exist_ok=True)
         roster.to_csv(out / "roster" / "roster.csv", index=False)
-        _policy_changes(spec, effects).to_csv(_mk(out / "policy_changes" / "policy_changes.csv"), index=False)
+        changes = _policy_changes(spec, effects)
+        changes.to_csv(_mk(out / "policy_changes" / "policy_changes.csv"), index=False)
+        _policy_catalogue(changes).to_csv(_mk(out / "policies" / "policies.csv"), index=False)
         exps, assign = assignments
         exps.to_csv(_mk(out / "experiments" / "experiments.csv"), index=False)
         assign.to_csv(_mk(out / "experiments" / "assignments.csv"), index=False)
-        _disputes(rng, pd.concat(all_audits, ignore_index=True), spec, out)
+        # a dispute is raised about an audit result the moderator saw: not about the rows planted
+        # as corrupt, which the gate quarantines (a dispute of them would be `unknown_audit`)
+        corrupt = {p["audit_id"] for planted in summary["bad_rows"].values() for p in planted
+                   if p["defect"] != "duplicate_audit_id"}
+        _disputes(rng, pd.concat(all_audits, ignore_index=True), spec, out, exclude=corrupt)
         _calibration(rng, world, spec, out)
         if spec.with_hatecheck:
             from qa_pipeline.refdata import hatecheck_sessions
@@ -538,7 +544,19 @@ def _policy_changes(spec: SampleSpec, effects: dict) -> pd.DataFrame:
     return df.sort_values("effective_date", ignore_index=True)
 
 
-def _disputes(rng, audits: pd.DataFrame, spec: SampleSpec, out: Path) -> None:
+def _policy_catalogue(changes: pd.DataFrame) -> pd.DataFrame:
+    """The organisation's policy catalogue (`policies/policies.csv`): every code of the queues, and
+    the codes policy changes introduce (a `new` policy)."""
+    rows = {}
+    for q in QUEUES.itertuples():
+        for code in q.policies.split(";"):
+            rows[code] = (code, f"{q.queue.replace('_', ' ')} {code}", q.queue)
+    for c in changes.itertuples():
+        rows.setdefault(c.policy, (c.policy, c.summary, c.queues))
+    return pd.DataFrame(sorted(rows.values()), columns=["policy", "name", "queues"])
+
+
+def _disputes(rng, audits: pd.DataFrame, spec: SampleSpec, out: Path, exclude: set | None = None) -> None:
     errors = audits[audits.error_severity != "none"]
     p = np.where(errors._false_flag, 0.45, 0.06)
     d = errors[rng.random(len(errors)) < p].copy()
@@ -550,6 +568,8 @@ def _disputes(rng, audits: pd.DataFrame, spec: SampleSpec, out: Path) -> None:
                         "Auditor misread the policy", "Action matched the guideline at the time"])
     d["reason"] = rng.choice(reasons, len(d))
     d = d[d.resolved_at < pd.Timestamp(next_month(month_start(spec.months[-1])), tz="UTC")]
+    if exclude:  # after every draw, so that the other disputes stay those of the same seed
+        d = d[~d.audit_id.isin(exclude)]
     d["dispute_id"] = [f"D-{i:06d}" for i in range(len(d))]
     for ts in ("disputed_at", "resolved_at"):
         d[ts] = d[ts].dt.floor("s")

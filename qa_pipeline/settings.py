@@ -59,6 +59,16 @@ class Thresholds:
     """Days before / after a policy change compared in the impact analysis."""
     srm_alpha: float = 0.001
     """SRM chi-square p below which an experiment is invalid."""
+    theme_min_people: int = 3
+    """k of the comment themes' k-anonymity: a term reaches `qa_reporting.comment_themes` (and the
+    report) in a scope only when the error comments holding it there were written by at least k
+    distinct auditors about at least k distinct moderators; 1 turns the rule off."""
+
+    def max_invalid_fraction_for(self, input_name: str) -> float:
+        """The quarantined-share limit of one raw input (`audits`, `roster`, `disputes`, …):
+        `QA_MAX_INVALID_FRACTION_<INPUT>` when set, else `max_invalid_fraction`."""
+        raw = os.environ.get(f"QA_MAX_INVALID_FRACTION_{input_name.upper()}")
+        return float(raw) if raw not in (None, "") else self.max_invalid_fraction
 
     @classmethod
     def from_env(cls) -> Thresholds:
@@ -79,6 +89,9 @@ class Settings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     gate_chunk_rows: int = 200_000
     """Raw rows the gate reads and validates at a time (`QA_GATE_CHUNK_ROWS`): bounds its memory."""
+    raw_known_extras: tuple[str, ...] = ("README.md", ".sample.json")
+    """Files at the top of `QA_RAW_DIR` that are not inputs but expected there (`QA_RAW_KNOWN_EXTRAS`,
+    comma-separated): logged as ignored in `qa_core.ingest_log` without failing the layout warning."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,4 +104,19 @@ class Settings:
             dagster_home=resolve_path(os.environ.get("DAGSTER_HOME", ".dagster_home")),
             thresholds=Thresholds.from_env(),
             gate_chunk_rows=int(os.environ.get("QA_GATE_CHUNK_ROWS", "200000")),
+            raw_known_extras=_names(os.environ.get("QA_RAW_KNOWN_EXTRAS", "README.md,.sample.json")),
         )
+
+
+DEFAULT_NULL_LITERALS = "nan,NaN,NULL,null,None,N/A"
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+
+
+def null_literals() -> tuple[str, ...]:
+    """Cell values that stand for a missing value (`QA_NULL_LITERALS`, comma-separated, exact
+    match after trimming): in a required column the gate quarantines them (`<column>:null_literal`),
+    in an optional one they read as missing."""
+    return _names(os.environ.get("QA_NULL_LITERALS", DEFAULT_NULL_LITERALS))

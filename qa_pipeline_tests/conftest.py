@@ -18,6 +18,7 @@ from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.report_store import ReportStore
 from qa_pipeline.resources.warehouse import Warehouse, dispose_engines
 from qa_pipeline.sample_data import SampleSpec, generate
+from qa_pipeline_tests.spark_cluster import spark_cluster  # noqa: F401  (one definition: a session-wide cluster per process)
 
 SAMPLE_MONTHS = ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"]
 

@@ -1,6 +1,6 @@
 """A real Apache Spark standalone cluster on loopback, started by the tests from pip's pyspark.
 
-    from qa_pipeline_tests.spark_cluster import spark_cluster  # noqa: F401  (the fixture)
+    # the fixture is registered once, in conftest.py (one session-wide cluster per process)
 
     @pytest.mark.spark
     def test_x(spark_cluster):

@@ -92,7 +92,7 @@ def test_a_dispute_id_repeated_in_a_later_folder_is_quarantined(tmp_path):
 
     warehouse = Warehouse(url=f"duckdb:///{tmp_path}/wh.duckdb")
     attempt = Attempt(warehouse, date(2026, 4, 1), "run-1")
-    frame = validated_disputes(RawStore(raw_dir=str(tmp_path / "raw")), attempt)
+    frame = validated_disputes(RawStore(raw_dir=str(tmp_path / "raw")), attempt).frame
     assert frame.dispute_id.tolist() == ["D-1", "D-2"]
     assert frame.set_index("dispute_id").loc["D-1", "outcome"] == "overturned"  # the first read is kept
     q = warehouse.execute(attempt.staged("qa_core.audits_quarantine"))

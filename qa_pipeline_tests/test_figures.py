@@ -110,7 +110,8 @@ def test_comment_theme_z_scores_follow_monroe_et_al():
     comments = ["scrubber"] * 12 + ["widget"] * 3 + ["scrubber"] + ["widget"] * 6 + ["lovely"] * 10
     errors = [True] * 15 + [False] * 17
     audits = pd.DataFrame({"auditor_comment": comments, "is_error_final": errors, "queue": "q1",
-                           "root_cause": [None] * 32})
+                           "root_cause": [None] * 32,  # every comment by another auditor about another moderator
+                           "auditor_id": [f"AUD-{i}" for i in range(32)], "moderator_id": [f"MOD-{i}" for i in range(32)]})
     themes = comment_themes(audits, date(2026, 1, 1))
     overall = themes[themes.scope == "overall"].set_index("term")
     # Monroe, Colaresi & Quinn (2008), eq. 16-22, with α_w = 0.01 × the term's count

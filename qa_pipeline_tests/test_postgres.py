@@ -26,11 +26,13 @@ EXTRA_KEYS = {
     "qa_core.calibration_rater_scores": ["session_id", "rater_id"],
     "qa_reporting.recommendations": ["month", "owner", "rule", "subject"],
     "qa_reporting.report_runs": ["month"],
-    "qa_core.publications": ["month"],
+    "qa_core.publications": ["month", "tables", "rows"],
+    "qa_core.table_versions": ["table_name", "scope_input"],
 }
 # where the two runs differ by design: the report's folder, its time stamp and so its hash
 RUN_SPECIFIC = {("qa_reporting.report_runs", c) for c in ("report_path", "generated_at", "sha256")} | {
-    ("qa_core.publications", c) for c in ("run_id", "published_at")}
+    ("qa_core.publications", c) for c in ("run_id", "published_at")} | {
+    ("qa_core.table_versions", c) for c in ("run_id", "snapshot_at", "staged_at", "published_at")}
 
 
 def _key(table_name: str) -> list[str]:

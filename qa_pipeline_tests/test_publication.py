@@ -104,24 +104,32 @@ def test_a_failed_blocking_check_publishes_nothing_and_keeps_the_staged_rows(raw
     assert left == [] and tables == ["staged_tables"]
 
 
-def test_a_month_is_published_in_one_recorded_transaction(pipeline):
-    result = pipeline.run(MONTH)
-    assert result.success
-    pubs = pipeline.table("qa_core.publications")
-    assert len(pubs) == 1 and pubs.run_id.iloc[0] == result.run_id
-    published = {e.asset_key.to_user_string(): e.materialization.metadata
-                 for e in result.get_asset_materialization_events()}["month_publication"]
-    assert published["tables"].value == int(pubs.tables.iloc[0]) >= 17
-    assert published["rows"].value == int(pubs.rows.iloc[0])
-    # the rows reported per table are the rows that became visible, counted in the published tables
+def test_a_month_is_published_in_one_recorded_transaction_per_phase(pipeline):
+    """The month's own figures in one transaction, then the figures that read other months in a
+    second one; each recorded, each reporting the rows that became visible."""
     import re
 
-    reported = dict(re.findall(r"\|\s*(qa_\w+\.\w+)\s*\|\s*(\d+)\s*\|", published["published"].value))
-    from qa_pipeline.assets.publication import MONTH_TABLES
+    from qa_pipeline.assets.publication import CROSS_MONTH_TABLES, MONTH_TABLES
 
-    assert set(reported) == set(MONTH_TABLES)
-    for name in ["qa_core.audits_clean", "qa_reporting.quality_metrics", "qa_core.moderator_quality",
-                 "qa_reporting.policy_change_impact", "qa_core.disputes"]:
+    result = pipeline.run(MONTH)
+    assert result.success
+    pubs = pipeline.table("qa_core.publications").sort_values("published_at", ignore_index=True)
+    assert len(pubs) == 2 and set(pubs.run_id) == {result.run_id}
+    events = {e.asset_key.to_user_string(): e.materialization.metadata
+              for e in result.get_asset_materialization_events()}
+    for i, (asset, expected) in enumerate([("month_publication", set(MONTH_TABLES)),
+                                           ("cross_month_publication", set(CROSS_MONTH_TABLES.values()))]):
+        published = events[asset]
+        assert published["tables"].value == int(pubs.tables.iloc[i])
+        assert published["rows"].value == int(pubs.rows.iloc[i])
+        # the rows reported per table are the rows that became visible, counted in the published tables
+        reported = dict(re.findall(r"\|\s*(qa_\w+\.\w+)\s*\|\s*(\d+)\s*\|", published["published"].value))
+        if asset == "month_publication":
+            assert set(reported) == expected
+        else:  # + the quarantine and ingest log of the snapshot inputs it gates (policy changes, experiments)
+            assert expected <= set(reported) <= expected | {"qa_core.audits_quarantine", "qa_core.ingest_log"}
+    reported = dict(re.findall(r"\|\s*(qa_\w+\.\w+)\s*\|\s*(\d+)\s*\|", events["month_publication"]["published"].value))
+    for name in ["qa_core.audits_clean", "qa_reporting.quality_metrics", "qa_core.moderator_quality", "qa_core.disputes"]:
         assert int(reported[name]) == len(pipeline.table(name)) > 0, name
     # the report was built from what was published: its headline is the published overall row
     runs = pipeline.table("qa_reporting.report_runs")
@@ -130,8 +138,29 @@ def test_a_month_is_published_in_one_recorded_transaction(pipeline):
     assert float(runs.accuracy.iloc[0]) == pytest.approx(float(overall.accuracy), abs=1e-12)
 
 
-def test_a_failed_step_publishes_nothing(raw_copy, pipeline, monkeypatch):
-    """A step that raises (here: the recommendations rule set) stops the whole month."""
+def test_a_failed_step_of_the_months_own_figures_publishes_nothing(raw_copy, pipeline, monkeypatch):
+    """A step that raises (here: the Pareto of root causes) stops the whole month."""
+    pipeline.raw_dir = raw_copy
+    assert pipeline.run(MONTH).success
+    before = _snapshot(pipeline)
+    _extra_audits(raw_copy)
+    from qa_pipeline.domain import rca
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("pareto crashed")
+
+    monkeypatch.setattr(rca, "rca_pareto", boom)
+    result = pipeline.run(MONTH)
+    assert not result.success
+    _assert_same(pipeline, before)
+
+
+def test_a_failed_cross_month_step_keeps_the_previous_cross_month_figures(raw_copy, pipeline, monkeypatch):
+    """The month's own figures are published first; a crash in a step that reads other months (here:
+    the recommendations rule set) leaves every cross-month table at its previous version."""
+    from qa_pipeline.assets.publication import CROSS_MONTH_TABLES
+    from qa_pipeline.assets.publication import MONTH_TABLES as OWN
+
     pipeline.raw_dir = raw_copy
     assert pipeline.run(MONTH).success
     before = _snapshot(pipeline)
@@ -144,7 +173,12 @@ def test_a_failed_step_publishes_nothing(raw_copy, pipeline, monkeypatch):
     monkeypatch.setattr(rules, "recommendations", boom)
     result = pipeline.run(MONTH)
     assert not result.success
-    _assert_same(pipeline, before)
+    after = _snapshot(pipeline)
+    for name in set(MONTH_TABLES) & set(CROSS_MONTH_TABLES.values()):
+        pd.testing.assert_frame_equal(after[name], before[name], obj=name)
+    assert int(_overall(pipeline).audits) == len(pipeline.table("qa_core.audits_clean"))  # the new version
+    changed = [n for n in set(MONTH_TABLES) & set(OWN) if not after[n].equals(before[n])]
+    assert "qa_core.audits_clean" in changed and "qa_reporting.quality_metrics" in changed
 
 
 KILL_HOOK = """
@@ -206,11 +240,19 @@ def test_a_run_killed_before_or_while_publishing_leaves_the_previous_version(tmp
     assert killed.returncode == -9, killed.stdout + killed.stderr
     _assert_same(pipeline, before)
     warehouse = Warehouse(url=env["QA_WAREHOUSE_URL"])
-    assert len(warehouse.read_table("qa_core.publications")) == 1
+    assert len(warehouse.read_table("qa_core.publications")) == 2  # the first run's two publications
     dispose_engines()
 
     rerun = run(None)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    # the killed run is not left STARTED in the instance: the next CLI start marks it failed
+    assert "was left STARTED by a process that died" in rerun.stdout, rerun.stdout
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        statuses = [r.status for r in instance.get_runs()]
+    assert dg.DagsterRunStatus.STARTED not in statuses
+    assert statuses.count(dg.DagsterRunStatus.FAILURE) == 1 and statuses.count(dg.DagsterRunStatus.SUCCESS) == 2
     assert int(_overall(pipeline).audits) == int(before["qa_reporting.quality_metrics"].pipe(
         lambda q: q[(q.dimension == "overall")].audits.iloc[0])) + 120
     dispose_engines()

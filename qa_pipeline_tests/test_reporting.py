@@ -17,6 +17,8 @@ from qa_pipeline.resources.warehouse import dispose_engines
 from qa_pipeline_tests.conftest import Pipeline
 
 HOSTILE_NAME = "<script>alert('x')</script> nudges for ops.lead@example.com"
+FORMULA_NAME = '=HYPERLINK("http://x","y") layout'
+PLANTED_NAME = "escalated to sergei ivanov, call jane dot doe at example dot com or 555-1234"
 PII = [r"[\w.+-]+@example\.(?:com|net)", r"\+1 415 555 \d{4}", r"@victim_\d+", r"203\.0\.\d+\.\d+",
        r"https?://spam\d+"]
 
@@ -30,10 +32,18 @@ def published(tmp_path_factory, sample_raw):
     path = raw / "experiments" / "experiments.csv"
     rows = list(csv.DictReader(path.open()))
     rows[0]["name"] = HOSTILE_NAME
+    rows[1]["name"] = FORMULA_NAME
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    # a person's name in the April error comments of two auditors, with obfuscated contact details
+    for audits in sorted((raw / "audits" / "2026-04").glob("*.csv")):
+        frame = pd.read_csv(audits, dtype=str, keep_default_na=False)
+        error = (frame.action_moderator != frame.action_auditor) | (frame.policy_moderator != frame.policy_auditor)
+        planted = error & frame.auditor_id.isin(["AUD-07", "AUD-17"])
+        frame.loc[planted, "auditor_comment"] = (frame.loc[planted, "auditor_comment"] + " " + PLANTED_NAME).str.strip()
+        frame.to_csv(audits, index=False)
     p = Pipeline(root, raw)
     for month in ("2026-01", "2026-02", "2026-03", "2026-04"):
         result = p.run(month)
@@ -99,6 +109,36 @@ def test_text_from_the_data_is_escaped_and_personal_data_redacted_everywhere(pub
         for pattern in PII:
             assert not re.search(pattern, text), (f, pattern)
     assert "ops.lead@example.com" not in april and "[email]" in april
+
+
+def test_a_name_in_many_comments_of_two_auditors_never_becomes_a_theme(published):
+    from qa_pipeline.domain.themes import comment_themes
+
+    themes = published.table("qa_reporting.comment_themes")
+    words = set(" ".join(themes.term).split())
+    assert len(themes) and not words & {"sergei", "ivanov", "escalated", "jane", "doe", "example", "dot"}
+    audits = published.table("qa_core.audits_clean")
+    april = audits[pd.to_datetime(audits.month) == pd.Timestamp("2026-04-01")]
+    assert april.auditor_comment.str.contains("sergei ivanov", regex=False).sum() >= 40
+    off = comment_themes(april, pd.Timestamp("2026-04-01"), min_people=1)  # the planted name is a theme without the rule
+    assert off.term.str.contains("ivanov").any()
+    for f in (published.tmp / "reports" / "2026-04").glob("*.*"):
+        if f.suffix in {".html", ".md"}:
+            text = f.read_text(encoding="utf-8")
+            assert "ivanov" not in text and "555-1234" not in text and "jane dot doe" not in text, f
+
+
+def test_formulas_never_reach_qa_reporting_or_a_report(published):
+    readout = published.table("qa_reporting.experiment_readout")
+    assert "'" + FORMULA_NAME in set(readout.name)
+    for name in readout.columns:
+        if pd.api.types.is_string_dtype(readout[name].dtype):
+            assert not readout[name].dropna().astype(str).str.match(r"\s*[=+@]|\s*-(?![\d.])").any(), name
+    md = _report(published, "2026-04", "quality_report.md")
+    html = _report(published, "2026-04")
+    assert "'=HYPERLINK(\"\\[url\\]\",\"y\") layout" in md
+    assert "&#39;=HYPERLINK(&#34;[url]&#34;,&#34;y&#34;) layout" in html
+    assert "&amp;lt;" not in md and "&amp;" not in md and "&amp;lt;" not in html
 
 
 def test_report_runs_record_path_hash_and_status(published):

@@ -23,8 +23,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from qa_pipeline_tests.spark_cluster import spark_cluster  # noqa: F401  (the fixture)
-
 # The cluster is per xdist worker (session scope): under `-n 2` with the default `--dist load` the
 # two tests may land on both workers and start two clusters. `--dist loadfile` keeps them on one;
 # `--dist loadgroup` should too, through this xdist_group mark, but pytest-xdist 3.8.0's grouping

@@ -24,7 +24,6 @@ from qa_pipeline.domain.enrich import enrich_audits
 from qa_pipeline.domain.validation import ROSTER, run_gate
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.settings import Thresholds
-from qa_pipeline_tests.spark_cluster import spark_cluster  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -329,15 +329,16 @@ def test_an_unreadable_file_is_rejected_by_name(tmp_path):
         list(stream_gate([folder / "empty.csv"], root, AUDITS, MARCH))
     with pytest.raises(RawInputError, match=r"audits/2026-03/empty\.csv: cannot be read as CSV: No columns to parse"):
         read_raw_file(folder / "empty.csv", root)
-    # a row that breaks the CSV far into the file: the rows before it may have been yielded,
-    # the error names the file
+    # a row that breaks the CSV far into the file (a quote left open): that line is quarantined,
+    # not the file, by both readers, at its row number
     good = write_csv(folder / "ragged.csv", [audit(audit_id=f"A-{i}") for i in range(20_000)], list(VALID_AUDIT))
     with good.open("a", encoding="utf-8") as fh:
         fh.write('"A-x,2026-03-10T12:00:00Z\n')
-    with pytest.raises(RawInputError, match=r"audits/2026-03/ragged\.csv: cannot be read as CSV"):
-        list(stream_gate([good], root, AUDITS, MARCH, chunk_rows=1000))
-    with pytest.raises(RawInputError, match=r"audits/2026-03/ragged\.csv: cannot be read as CSV"):
-        read_raw_file(good, root)
+    expected, stream, _, _ = _assert_same_as_run_gate(root, [good], MARCH, 1000)
+    q = expected.quarantine
+    assert q[["row_number", "rule", "raw_record"]].values.tolist() == [
+        [20_001, "line:malformed", '"\\"A-x,2026-03-10T12:00:00Z"']]
+    assert stream.files[["rows_read", "rows_clean", "rows_quarantined"]].values.tolist() == [[20_001, 20_000, 1]]
 
 
 def test_the_reader_reads_a_csv_exactly_as_read_raw_file(tmp_path):

@@ -1,4 +1,10 @@
-"""Comment themes from chunks: exactly the frame the whole-month computation gives, in bounded memory."""
+"""Comment themes from chunks: exactly the frame the whole-month computation gives, in bounded memory.
+
+The oracle is the frozen reference below (the whole-month computation before chunking and before
+the k-anonymity rule of terms), with the rule applied to it by brute force (`reference_with_k`):
+the terms that pass keep the reference's counts, shares and z-scores; each scope lists the most
+distinctive terms that pass.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 from qa_pipeline.domain.themes import (
     MIN_COMMENTS,
+    MIN_PEOPLE,
     MIN_Z,
     STOP_WORDS,
     TOKEN,
@@ -32,7 +39,7 @@ from qa_pipeline.sample_data import SampleSpec, generate
 from qa_pipeline_tests.conftest import python_peak
 
 FEBRUARY = date(2026, 2, 1)
-INPUT = ["auditor_comment", "is_error_final", "queue", "root_cause"]
+INPUT = ["auditor_comment", "is_error_final", "queue", "root_cause", "auditor_id", "moderator_id"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +93,47 @@ def reference_comment_themes(audits: pd.DataFrame, month) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
+def reference_with_k(audits: pd.DataFrame, month, k: int = MIN_PEOPLE) -> pd.DataFrame:
+    """The frozen reference without its top-terms cut, the terms of each scope kept only where ≥ k
+    auditors wrote them about ≥ k moderators (counted here by brute force over the comments), then
+    the top terms of what is left, ranked again."""
+    columns = ["month", "scope", "term", "errors_with_term", "errors_with_comment", "share", "z_score", "rank"]
+    cut = globals()["TOP_TERMS"]
+    globals()["TOP_TERMS"] = 10**9  # the reference reads this module's TOP_TERMS
+    try:
+        full = reference_comment_themes(audits, month)
+    finally:
+        globals()["TOP_TERMS"] = cut
+    if full.empty:
+        return full
+    kept = full[people_per_scope_term(audits, full).ge(k).all(axis=1).to_numpy()]
+    if kept.empty:
+        return pd.DataFrame(columns=columns)
+    kept = kept.groupby("scope", sort=False).head(cut).copy()
+    kept["rank"] = (kept.groupby("scope", sort=False).cumcount() + 1).astype("int64")
+    return kept.reset_index(drop=True)[columns]
+
+
+def people_per_scope_term(audits: pd.DataFrame, themes: pd.DataFrame) -> pd.DataFrame:
+    """Distinct auditors and moderators of the error comments of each row's scope that hold its term."""
+    vec = CountVectorizer(binary=True, ngram_range=(1, 2), stop_words=STOP_WORDS, token_pattern=TOKEN,
+                          vocabulary=sorted(set(themes["term"])))
+    x = vec.transform(clean_comments(audits["auditor_comment"])).tocsc()
+    column = {t: i for i, t in enumerate(vec.get_feature_names_out())}
+    err = audits["is_error_final"].astype(bool).to_numpy()
+    out = []
+    for scope, term in zip(themes["scope"], themes["term"], strict=True):
+        mask = err.copy()
+        if scope != "overall":
+            name, value = scope.split(":", 1)
+            mask &= (audits[name].astype(object) == value).to_numpy(dtype=bool)
+        has = np.zeros(len(audits), dtype=bool)
+        has[x[:, [column[term]]].nonzero()[0]] = True
+        rows = audits.loc[mask & has]
+        out.append((rows["auditor_id"].nunique(), rows["moderator_id"].nunique()))
+    return pd.DataFrame(out, columns=["auditors", "moderators"])
+
+
 def assert_same_themes(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     """Same terms, counts and order; z-scores to 1e-12."""
     pd.testing.assert_frame_equal(got.drop(columns=["z_score"]), expected.drop(columns=["z_score"]))
@@ -115,14 +163,35 @@ def _chunks(frame: pd.DataFrame, size: int):
 
 @pytest.mark.parametrize("chunk_rows", [1_000, None])
 def test_chunked_themes_equal_the_frozen_reference_on_a_generated_month(month_audits, chunk_rows):
-    expected = reference_comment_themes(month_audits, FEBRUARY)
+    expected = reference_with_k(month_audits, FEBRUARY)
     assert len(expected) >= 50 and expected.scope.nunique() >= 8  # a real regression check
     chunks = [month_audits] if chunk_rows is None else _chunks(month_audits, chunk_rows)
     assert_same_themes(comment_themes_from_chunks(chunks, FEBRUARY), expected)
 
 
-def test_arrow_chunks_and_the_whole_frame_give_the_same_themes(month_audits):
+def test_with_the_rule_off_the_themes_are_the_frozen_reference(month_audits):
     expected = reference_comment_themes(month_audits, FEBRUARY)
+    assert_same_themes(comment_themes_from_chunks(_chunks(month_audits, 3_000), FEBRUARY, min_people=1), expected)
+    without_people = month_audits.drop(columns=["auditor_id", "moderator_id"])
+    assert_same_themes(comment_themes(without_people, FEBRUARY, min_people=1), expected)
+    with pytest.raises(ValueError, match="auditor_id"):
+        comment_themes(without_people, FEBRUARY)
+
+
+def test_the_rule_matches_the_brute_force_oracle_where_it_removes_terms(sample_raw):
+    # 3,000 audits, 6 auditors per queue, one of them drifting (AUD-07): in the small queue scopes
+    # some terms come from one or two auditors only
+    april = date(2026, 4, 1)
+    audits = _clean_month(sample_raw, april)
+    reference, expected = reference_comment_themes(audits, april), reference_with_k(audits, april)
+    assert len(expected) >= 30 and len(reference) - len(expected) >= 5, (len(reference), len(expected))
+    for chunk_rows in (500, None):
+        chunks = [audits] if chunk_rows is None else _chunks(audits, chunk_rows)
+        assert_same_themes(comment_themes_from_chunks(chunks, april), expected)
+
+
+def test_arrow_chunks_and_the_whole_frame_give_the_same_themes(month_audits):
+    expected = reference_with_k(month_audits, FEBRUARY)
     table = pa.Table.from_pandas(month_audits[INPUT], preserve_index=False)
     assert_same_themes(comment_themes_from_chunks(table.to_batches(max_chunksize=777), FEBRUARY), expected)
     assert_same_themes(comment_themes_from_chunks([table.slice(0, 5_000), table.slice(5_000)], FEBRUARY), expected)
@@ -144,14 +213,32 @@ SMALL = [
 ]
 
 
+# who wrote comment i (auditor, moderator): everyone distinct, or few people
+PEOPLE = {
+    "distinct": lambda i: (f"A{i}", f"M{i}"),
+    "two_auditors": lambda i: (f"A{i % 2}", f"M{i}"),
+    "two_moderators": lambda i: (f"A{i}", f"M{i % 2}"),
+    "three_each": lambda i: (f"A{i % 3}", f"M{(i + 1) % 3}"),
+}
+
+
 @pytest.mark.parametrize(("comments", "errors"), SMALL, ids=[f"case{i}" for i in range(len(SMALL))])
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, None])
-def test_small_months_give_the_reference_frame(comments, errors, chunk_rows):
+@pytest.mark.parametrize("people", list(PEOPLE))
+def test_small_months_give_the_reference_frame(comments, errors, chunk_rows, people):
     n = len(comments)
     audits = pd.DataFrame({"auditor_comment": comments, "is_error_final": errors,
                            "queue": ["q1" if i % 3 else "q2" for i in range(n)],
-                           "root_cause": [("tooling" if i % 2 else None) if errors[i] else None for i in range(n)]})
-    expected = reference_comment_themes(audits, FEBRUARY)
+                           "root_cause": [("tooling" if i % 2 else None) if errors[i] else None for i in range(n)],
+                           "auditor_id": [PEOPLE[people](i)[0] for i in range(n)],
+                           "moderator_id": [PEOPLE[people](i)[1] for i in range(n)]})
+    expected = reference_with_k(audits, FEBRUARY)
+    if people == "distinct":  # every term in ≥ 3 error comments passes: exactly the reference
+        reference = reference_comment_themes(audits, FEBRUARY)
+        if reference.empty:
+            assert expected.empty
+        else:
+            assert_same_themes(expected, reference)
     chunks = [audits] if chunk_rows is None else _chunks(audits, chunk_rows)
     got = comment_themes_from_chunks(chunks, FEBRUARY)
     if expected.empty:
@@ -175,6 +262,12 @@ def test_counts_keep_no_comment(month_audits):
             assert value.shape == (n_scopes, n_terms), name
         elif isinstance(value, list):
             assert len(value) == n_scopes, name
+        elif isinstance(value, dict) and name == "_people":
+            # per scope and term, at most k hashes of auditors / moderators: never an id
+            for pairs in value.values():
+                assert pairs.dtype == np.uint64 and pairs.shape[1] == 2
+                keys, per_key = np.unique(pairs[:, 0], return_counts=True)
+                assert len(keys) <= counts._counts.nnz and per_key.max() <= counts.min_people
         elif isinstance(value, dict):
             assert value is counts._vocabulary or value is counts._scopes, name
         else:

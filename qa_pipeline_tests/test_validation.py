@@ -36,8 +36,8 @@ RULE_CASES = [
     ("auditor_not_moderator", audit(auditor_id="MOD-1")),
     ("action_moderator:allowed_values", audit(action_moderator="delete")),
     ("action_auditor:allowed_values", audit(action_auditor="ban")),
-    ("policy_moderator:pattern", audit(policy_moderator="hs1")),
-    ("policy_auditor:pattern", audit(policy_auditor="HS 1")),
+    ("policy_moderator:non_blank", audit(policy_moderator="  ")),
+    ("policy_auditor:null_literal", audit(policy_auditor="NULL")),
     ("policy_auditor:required", audit(policy_auditor="")),
     ("approve_iff_policy_none_moderator",
      audit(action_moderator="approve", error_severity="minor", root_cause="process")),
@@ -54,6 +54,16 @@ RULE_CASES = [
     ("sampling_weight:min", audit(sampling_weight="0")),
     ("sampling_weight:number", audit(sampling_weight="n/a")),
     ("sampling_weight:required", audit(sampling_weight="")),
+    ("handle_time_s:non_finite", audit(handle_time_s="inf")),
+    ("handle_time_s:non_finite", audit(handle_time_s="-inf")),
+    ("handle_time_s:non_finite", audit(handle_time_s="NaN")),
+    ("sampling_weight:non_finite", audit(sampling_weight="Infinity")),
+    ("sampling_weight:non_finite", audit(sampling_weight="1e400")),
+    ("sampling_weight:null_literal", audit(sampling_weight="None")),
+    ("audit_id:null_literal", audit(audit_id="null")),
+    ("market:null_literal", audit(market="N/A")),
+    ("auditor_comment:nul_byte", audit(auditor_comment="fine\x00call")),
+    ("moderator_id:nul_byte", audit(moderator_id="MOD-1\x00")),
 ]
 
 
@@ -160,9 +170,21 @@ def test_an_unreadable_file_is_rejected_by_name(tmp_path):
     (folder / "broken.parquet").write_bytes(b"this is not parquet")
     with pytest.raises(RawInputError, match=r"audits/2026-03/broken\.parquet: cannot be read as PARQUET"):
         read_raw_file(folder / "broken.parquet", tmp_path / "raw")
-    (folder / "ragged.csv").write_text('audit_id,queue\n"A-1,hate_speech\n', encoding="utf-8")
-    with pytest.raises(RawInputError, match=r"audits/2026-03/ragged\.csv: cannot be read as CSV"):
-        read_raw_file(folder / "ragged.csv", tmp_path / "raw")
+    (folder / "broken.csv.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(RawInputError, match=r"audits/2026-03/broken\.csv\.gz: cannot be read as CSV"):
+        read_raw_file(folder / "broken.csv.gz", tmp_path / "raw")
+
+
+def test_a_quote_left_open_is_one_quarantined_line_not_a_rejected_file(tmp_path):
+    """Formerly the whole file was rejected; the open quote now swallows the rest of the file into
+    one record (as Python's csv module reads it), quarantined as `line:malformed`."""
+    folder = tmp_path / "raw" / "audits" / "2026-03"
+    folder.mkdir(parents=True)
+    (folder / "ragged.csv").write_text('audit_id,queue\nA-0,hate_speech\n"A-1,hate_speech\nA-2,spam\n', encoding="utf-8")
+    raw = read_raw_file(folder / "ragged.csv", tmp_path / "raw")
+    assert raw.rows_counted == 2
+    assert raw.frame["__line_rule"].tolist()[1] == "line:malformed"
+    assert raw.frame["__line_text"].iloc[1] == '"A-1,hate_speech\nA-2,spam'
 
 
 def test_a_month_without_audit_files_names_the_folder(tmp_path):

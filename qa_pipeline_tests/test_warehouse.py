@@ -18,6 +18,7 @@ def _log(month: date, files: list[str], read: int = 10) -> pd.DataFrame:
     return pd.DataFrame({
         "month": pd.Timestamp(month), "input": "audits", "source_file": files,
         "file_sha256": "x" * 64, "rows_read": read, "rows_clean": read - 1, "rows_quarantined": 1,
+        "status": "read", "reason": None,
     })
 
 

@@ -68,7 +68,11 @@ def test_the_webserver_serves_the_asset_graph_checks_and_schedule(tmp_path):
             assert asset in nodes, asset
             assert nodes[asset]["description"] and nodes[asset]["groupName"] != "default"
         checks = {c["name"]: c["blocking"] for c in nodes["validated_audits"]["assetChecksOrError"]["checks"]}
-        assert checks == {"quarantined_share_within_limit": True, "every_row_accounted_for": True}
+        # the audits' gate (blocking), the policy catalogue's (the audits' policy codes are checked
+        # against it) and the raw layout's warning check (files and folders no input reads)
+        assert checks == {"quarantined_share_within_limit": True, "every_row_accounted_for": True,
+                          "policies_quarantined_share_within_limit": True,
+                          "policies_every_row_accounted_for": True, "every_file_read": False}
         assert nodes["quality_metrics"]["hasAssetChecks"]
         schedules = [s for repo in answer["data"]["repositoriesOrError"]["nodes"] for s in repo["schedules"]]
         assert [(s["name"], s["cronSchedule"], s["executionTimezone"], s["pipelineName"]) for s in schedules] == [

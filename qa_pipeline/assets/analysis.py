@@ -6,6 +6,7 @@ from qa_pipeline.assets.audits import audits_clean, month_audits
 from qa_pipeline.assets.common import (
     QualityConfig,
     monthly_asset,
+    reads_months,
     run_attempt,
     table_metadata,
 )
@@ -13,11 +14,16 @@ from qa_pipeline.assets.metrics import quality_metrics
 from qa_pipeline.domain import consistency, rca, themes, trends
 from qa_pipeline.domain.months import months_back, previous_month
 from qa_pipeline.resources.warehouse import Warehouse
+from qa_pipeline.settings import Thresholds
+
+P_CHART_MONTHS = Thresholds.from_env().p_chart_months
 
 
 @monthly_asset(
-    group="analysis", kinds={"pandas", "statsmodels"}, deps=[quality_metrics],
+    group="trends", kinds={"pandas", "statsmodels"},
+    deps=[reads_months(quality_metrics, P_CHART_MONTHS), reads_months("month_publication", P_CHART_MONTHS)],
     description=(
+        f"Reads the published quality_metrics of the month and the {P_CHART_MONTHS} before it (declared). "
         "Month-over-month change of every segment's error rate: pooled two-proportion z-test, "
         "Benjamini–Hochberg q-values across all segments of the month, `alert` / `improved` by the "
         "contract's rule (q < 0.05, Δ ≥ 1 pp, ≥ 100 audits in both months; smaller segments say why "
@@ -62,8 +68,10 @@ def rca_pareto(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Ma
 
 
 @monthly_asset(
-    group="analysis", kinds={"sql", "ibis", "pandas"}, deps=[audits_clean],
-    description=("Exact mix/rate decomposition of the overall error-rate change against the previous "
+    group="trends", kinds={"sql", "ibis", "pandas"},
+    deps=[reads_months(audits_clean, 1), reads_months("month_publication", 1)],
+    description=("Reads the published audits of the month and the one before (declared). "
+                 "Exact mix/rate decomposition of the overall error-rate change against the previous "
                  "month for site, queue, policy, team_type, tenure_band, content_type and site×queue: "
                  "per dimension the contributions add up to the overall change."),
 )
@@ -108,17 +116,21 @@ THEME_BATCH_ROWS = 200_000
     group="analysis", kinds={"pandas", "scikit-learn"}, deps=[audits_clean],
     description=("Words and short phrases that distinguish the comments of errors in each scope "
                  "(overall, per queue, per root cause) from the rest, from PII-redacted comments "
-                 "(log-odds with an informative Dirichlet prior). The month's comments are streamed "
-                 "from the engine and counted a batch at a time."),
+                 "(log-odds with an informative Dirichlet prior). A term is published in a scope only "
+                 "when at least k distinct auditors wrote it about at least k distinct moderators "
+                 "(k = QA_THEME_MIN_PEOPLE, 3), so a person's name never becomes a theme. The month's "
+                 "comments are streamed from the engine and counted a batch at a time."),
 )
-def comment_themes(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+def comment_themes(context: dg.AssetExecutionContext, warehouse: Warehouse,
+                   quality_config: QualityConfig) -> dg.MaterializeResult:
     attempt = run_attempt(context, warehouse)
     month = attempt.month
+    k = quality_config.thresholds().theme_min_people
     audits = month_audits(attempt, month)
     comments = audits.filter(audits.auditor_comment.notnull()).select(*themes.INPUT_COLUMNS)
-    frame = themes.comment_themes_from_chunks(warehouse.batches(comments, THEME_BATCH_ROWS), month)
+    frame = themes.comment_themes_from_chunks(warehouse.batches(comments, THEME_BATCH_ROWS), month, min_people=k)
     attempt.write("qa_reporting.comment_themes", frame)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.comment_themes", frame, ["scope", "term", "errors_with_term", "z_score"],
-        scopes=int(frame["scope"].nunique()) if len(frame) else 0,
+        scopes=int(frame["scope"].nunique()) if len(frame) else 0, min_people=k,
     ))

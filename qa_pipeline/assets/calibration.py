@@ -11,7 +11,13 @@ from qa_pipeline.assets.common import (
     table_metadata,
     warehouse_kind,
 )
-from qa_pipeline.assets.ingest import stage_gate
+from qa_pipeline.assets.ingest import (
+    gate_check_specs,
+    gate_checks,
+    limit_for,
+    policy_codes,
+    stage_gate,
+)
 from qa_pipeline.domain import calibration
 from qa_pipeline.domain.validation import (
     CALIBRATION_GOLD,
@@ -27,7 +33,9 @@ AGREEMENT = dg.AssetSpec(
     description=("Agreement of each calibration session on action and policy: percent agreement, "
                  "Fleiss' kappa (Gwet's form for a varying number of raters), Krippendorff's alpha, "
                  "Gwet's AC1 and accuracy against the gold answer. Sessions come from "
-                 "`calibration/YYYY-MM/ratings*.csv` and `gold*.csv`, validated like audits."),
+                 "`calibration/YYYY-MM/ratings*.csv` and `gold*.csv`, validated like audits (policy codes "
+                 "against the optional catalogue), each with its blocking checks on the quarantined share "
+                 "and on every row being accounted for."),
 )
 RATER_SCORES = dg.AssetSpec(
     "calibration_rater_scores", group_name="calibration", owners=[QUALITY_TEAM],
@@ -37,15 +45,18 @@ RATER_SCORES = dg.AssetSpec(
 )
 
 
-@dg.multi_asset(specs=[AGREEMENT, RATER_SCORES], partitions_def=monthly, pool=WAREHOUSE_POOL)
+@dg.multi_asset(specs=[AGREEMENT, RATER_SCORES], partitions_def=monthly, pool=WAREHOUSE_POOL,
+                check_specs=[*gate_check_specs("calibration_agreement", CALIBRATION_RATINGS.name, prefixed=True),
+                             *gate_check_specs("calibration_agreement", CALIBRATION_GOLD.name, prefixed=True)])
 def calibration_sessions(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
                          quality_config: QualityConfig):
     attempt = run_attempt(context, warehouse)
     month = attempt.month
+    codes = policy_codes(raw_store, attempt)  # the optional catalogue: None when there is none
     ratings_gate = run_gate(raw_store.read_month("calibration", month, "ratings", required=False),
-                            CALIBRATION_RATINGS, month)
+                            CALIBRATION_RATINGS.with_context(policies=codes), month)
     gold_gate = run_gate(raw_store.read_month("calibration", month, "gold", required=False),
-                         CALIBRATION_GOLD, month)
+                         CALIBRATION_GOLD.with_context(policies=codes), month)
     stage_gate(attempt, ratings_gate, CALIBRATION_RATINGS.name)
     stage_gate(attempt, gold_gate, CALIBRATION_GOLD.name)
     agreement = calibration.calibration_agreement(ratings_gate.clean, gold_gate.clean, month)
@@ -66,3 +77,8 @@ def calibration_sessions(context: dg.AssetExecutionContext, raw_store: RawStore,
         ["session_id", "rater_id", "cases_rated", "accuracy_vs_gold", "below_threshold"],
         raters_below_threshold=int(scores.below_threshold.sum()),
     ))
+    for gate, spec in ((ratings_gate, CALIBRATION_RATINGS), (gold_gate, CALIBRATION_GOLD)):
+        yield from gate_checks(input_name=spec.name, asset_key="calibration_agreement", attempt=attempt,
+                               staged_table="qa_reporting.calibration_agreement",
+                               limit=limit_for(quality_config, spec.name), files=gate.files,
+                               quarantine=gate.quarantine, scope=f"calibration/{month:%Y-%m}", prefixed=True)

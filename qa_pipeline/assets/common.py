@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from datetime import date
 
@@ -32,6 +33,22 @@ def monthly_asset(group: str, description: str, kinds: set[str] | None = None, o
                     description=description, **kwargs)
 
 
+def reads_months(asset, months: int) -> dg.AssetDep:
+    """A declared cross-month read: the asset's partitions of this month and the `months` before it.
+
+    `qa_pipeline/refresh.py` derives from these which later months a restated month refreshes."""
+    with warnings.catch_warnings():  # the parameter is marked beta; the first months have no earlier ones
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        mapping = dg.TimeWindowPartitionMapping(start_offset=-months, end_offset=0,
+                                                allow_nonexistent_upstream_partitions=True)
+    return dg.AssetDep(asset, partition_mapping=mapping)
+
+
+def reads_all_months(asset) -> dg.AssetDep:
+    """A declared read of every month (a whole-table output recomputed from all published months)."""
+    return dg.AssetDep(asset, partition_mapping=dg.AllPartitionMapping())
+
+
 def warehouse_kind() -> str:
     return "postgres" if Settings.from_env().warehouse_url.startswith("postgresql") else "duckdb"
 
@@ -54,9 +71,12 @@ def partition_month(context: dg.AssetExecutionContext) -> date:
 
 def run_attempt(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, warehouse) -> Attempt:
     """This run's attempt at its month. A re-execution of a run continues its root run's attempt
-    (the steps it does not re-run staged their tables there); another run never reads it."""
+    (the steps it does not re-run staged their tables there); the runs of one asset backfill for one
+    month share an attempt (Dagster may split a month's assets over several runs when their
+    cross-month dependencies wait for other months); another run never reads it."""
     run = context.run
-    return Attempt(warehouse, month_start(run.tags["dagster/partition"]), run.root_run_id or run.run_id)
+    return Attempt(warehouse, month_start(run.tags["dagster/partition"]), run.root_run_id or run.run_id,
+                   shared_by=run.tags.get("dagster/backfill"))
 
 
 def empty_frame(table_name: str) -> pd.DataFrame:

@@ -10,10 +10,17 @@ from qa_pipeline.assets.audits import audits_clean
 from qa_pipeline.assets.common import (
     QualityConfig,
     monthly_asset,
+    reads_all_months,
+    reads_months,
     run_attempt,
     table_metadata,
 )
-from qa_pipeline.assets.ingest import gate_snapshot
+from qa_pipeline.assets.ingest import (
+    gate_check_specs,
+    gate_experiments,
+    gate_snapshot,
+    snapshot_checks,
+)
 from qa_pipeline.domain.experiments import experiment_readout as readout
 from qa_pipeline.domain.months import month_start, months_back, next_month
 from qa_pipeline.domain.policy_impact import policy_change_impact as impact
@@ -54,7 +61,8 @@ def known_months(attempt: Attempt) -> set:
 @monthly_asset(
     group="impact",
     kinds={"pandas", "statsmodels"},
-    deps=[audits_clean],
+    deps=[reads_all_months(audits_clean), reads_all_months("month_publication")],
+    check_specs=gate_check_specs("policy_change_impact", POLICY_CHANGES.name),
     description=(
         "Each policy change of `policy_changes.csv`: error rates of the audits involving the policy "
         "28 days before vs after (by decision_at), the difference with its Newcombe interval and "
@@ -65,24 +73,28 @@ def known_months(attempt: Attempt) -> set:
 def policy_change_impact(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
                          quality_config: QualityConfig) -> dg.MaterializeResult:
     attempt = run_attempt(context, warehouse)
+    snapshot = attempt.watermark()  # read before the published audits: what this version is computed from
     t = quality_config.thresholds()
     gate = gate_snapshot(raw_store, attempt, POLICY_CHANGES, "policy_changes/policy_changes.csv")
     changes = gate.clean if gate is not None else pd.DataFrame(columns=POLICY_CHANGES.columns)
     window_starts = pd.to_datetime(changes["effective_date"]) - pd.Timedelta(days=t.policy_window_days)
     frame = impact(audits_since(attempt, window_starts), changes, known_months(attempt),
                    window_days=t.policy_window_days, alpha=t.alert_q, execute=warehouse.execute)
-    attempt.write("qa_reporting.policy_change_impact", frame, scope="whole")
+    attempt.write("qa_reporting.policy_change_impact", frame, scope="whole", snapshot_at=snapshot)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.policy_change_impact", frame,
         ["change_id", "policy", "status", "error_rate_before", "error_rate_after", "p_value", "flagged"],
         changes=len(frame), flagged=int(frame["flagged"].sum()),
-    ))
+    ), check_results=snapshot_checks(gate, POLICY_CHANGES.name, "policy_change_impact", attempt,
+                                     "qa_reporting.policy_change_impact", quality_config))
 
 
 @monthly_asset(
     group="impact",
     kinds={"pandas", "scipy"},
-    deps=[audits_clean],
+    deps=[reads_all_months(audits_clean), reads_all_months("month_publication")],
+    check_specs=[*gate_check_specs("experiment_readout", EXPERIMENTS.name, prefixed=True),
+                 *gate_check_specs("experiment_readout", ASSIGNMENTS.name, prefixed=True)],
     description=(
         "Each experiment of `experiments.csv` read out on moderator-level units: the primary metric "
         "per moderator over the window, Welch's t-test and 95 % interval, relative lift, sample-ratio "
@@ -93,25 +105,29 @@ def policy_change_impact(context: dg.AssetExecutionContext, raw_store: RawStore,
 def experiment_readout(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: Warehouse,
                        quality_config: QualityConfig) -> dg.MaterializeResult:
     attempt = run_attempt(context, warehouse)
+    snapshot = attempt.watermark()  # read before the published audits: what this version is computed from
     t = quality_config.thresholds()
-    exps = gate_snapshot(raw_store, attempt, EXPERIMENTS, "experiments/experiments.csv")
-    arms = gate_snapshot(raw_store, attempt, ASSIGNMENTS, "experiments/assignments.csv")
+    exps, arms = gate_experiments(raw_store, attempt)  # assignments checked against the clean experiments
     experiments = exps.clean if exps is not None else pd.DataFrame(columns=EXPERIMENTS.columns)
     assignments = arms.clean if arms is not None else pd.DataFrame(columns=ASSIGNMENTS.columns)
     frame = readout(audits_since(attempt, pd.to_datetime(experiments["start_date"])), experiments, assignments,
                     known_months(attempt), alpha=t.alert_q, srm_alpha=t.srm_alpha, execute=warehouse.execute)
-    attempt.write("qa_reporting.experiment_readout", frame, scope="whole")
+    attempt.write("qa_reporting.experiment_readout", frame, scope="whole", snapshot_at=snapshot)
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.experiment_readout", frame,
         ["experiment_id", "status", "metric", "diff", "p_value", "decision"],
         experiments=len(frame), ship=int(frame["decision"].eq("ship").sum()),
-    ))
+    ), check_results=[
+        *snapshot_checks(exps, EXPERIMENTS.name, "experiment_readout", attempt, "qa_reporting.experiment_readout",
+                         quality_config, prefixed=True),
+        *snapshot_checks(arms, ASSIGNMENTS.name, "experiment_readout", attempt, "qa_reporting.experiment_readout",
+                         quality_config, prefixed=True)])
 
 
 @monthly_asset(
     group="planning",
     kinds={"pandas", "scipy"},
-    deps=[audits_clean],
+    deps=[reads_months(audits_clean, 2), reads_months("month_publication", 2)],
     description=(
         "Audits needed next month per site × queue for a ±`margin` 95 % interval on accuracy, at the "
         "stratum's error rate over the last three published months, with the finite-population "

@@ -162,7 +162,8 @@ def _apply_cross_row_rules(attempt: Attempt, clean: sa.Table, quarantine: sa.Tab
     q = warehouse.ibis.table(quarantine.name, database=quarantine.schema)
     joined = q.inner_join(stale, [q.source_file == stale.source_file, q.row_number == stale.source_row])
     frame = cross.rules_and_reasons(warehouse.execute(joined.select(
-        *[q[c] for c in q.columns], stale[key], stale.duplicate, stale.published_earlier)), key)
+        *[q[c] for c in q.columns], stale[key], stale.duplicate, stale.published_earlier, stale.published_later,
+        stale.held_by)), key)
     frame["rules"] = ["; ".join(dict.fromkeys([*old.split("; "), *new]))
                       for old, new in zip(frame["rules"], frame["new_rules"], strict=True)]
     frame["reason"] = ["; ".join([old, *new]) for old, new in zip(frame["reason"], frame["new_reasons"], strict=True)]

@@ -17,13 +17,15 @@ from qa_pipeline.assets.common import (
     QualityConfig,
     monthly_asset,
     partition_month,
+    reads_all_months,
+    reads_months,
     run_attempt,
     table_metadata,
 )
 from qa_pipeline.assets.disputes import dispute_metrics
 from qa_pipeline.assets.impact import policy_change_impact
 from qa_pipeline.assets.metrics import moderator_quality, quality_metrics
-from qa_pipeline.assets.publication import month_publication
+from qa_pipeline.assets.publication import cross_month_publication, month_publication
 from qa_pipeline.assets.quality_gates import data_docs
 from qa_pipeline.domain import recommendations as rules
 from qa_pipeline.domain.months import month_key, months_back, previous_month
@@ -34,11 +36,15 @@ from qa_pipeline.resources.report_store import ReportStore
 from qa_pipeline.resources.warehouse import Warehouse
 from qa_pipeline.settings import resolve_path
 
+REPORT_HISTORY_MONTHS = 12
+"""The report's history (accuracy, disputes, calibration) covers the month and the 12 before it."""
+
 
 @monthly_asset(
     group="reporting", kinds={"pandas"},
-    deps=[quality_metrics, error_trends, rca_pareto, moderator_quality, auditor_consistency, comment_themes,
-          AGREEMENT.key, RATER_SCORES.key, dispute_metrics, policy_change_impact],
+    deps=[reads_months(quality_metrics, 1), reads_months("month_publication", 1), error_trends, rca_pareto,
+          moderator_quality, auditor_consistency, comment_themes, AGREEMENT.key, RATER_SCORES.key, dispute_metrics,
+          policy_change_impact],
     description=("Findings turned into actions for Training, Product, Workforce Management, Enforcement "
                  "Operations, Policy and Quality by the rule set in `domain/recommendations.py` (owner, "
                  "trigger, threshold, templates, priority floor); each row carries its evidence and a "
@@ -75,7 +81,7 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: Warehouse,
 
 def _report_inputs(warehouse: Warehouse, month, target: float, docs_path: str) -> content.ReportInputs:
     read = warehouse.read_table
-    history_months = months_back(month, 12)
+    history_months = months_back(month, REPORT_HISTORY_MONTHS)
     return content.ReportInputs(
         month=pd.Timestamp(month), target=target,
         history=read("qa_reporting.quality_metrics", history_months),
@@ -98,7 +104,7 @@ def _report_inputs(warehouse: Warehouse, month, target: float, docs_path: str) -
 
 @monthly_asset(
     group="reporting", kinds={"jinja", "matplotlib", "html"},
-    deps=[month_publication, data_docs],
+    deps=[cross_month_publication, reads_months(month_publication, REPORT_HISTORY_MONTHS), data_docs],
     description=("The Monthly Quality Report (`QA_REPORTS_DIR/YYYY-MM/quality_report.html` and `.md`, charts "
                  "in `charts/`) and the one-page MBR scorecard (`mbr.html`), rebuilt from exactly what the "
                  "month's publication made visible; "
@@ -121,7 +127,7 @@ def monthly_report(context: dg.AssetExecutionContext, warehouse: Warehouse, repo
         report_store.write(f"{key}/charts/{name}", png)
     h = ctx["headline"]
     kpis = content.mbr_kpis(inputs.history, inputs.disputes,
-                            warehouse.read_table("qa_reporting.calibration_agreement", months_back(month, 12)),
+                            warehouse.read_table("qa_reporting.calibration_agreement", months_back(month, REPORT_HISTORY_MONTHS)),
                             month, target)
     recs = inputs.recommendations
     top = content.records(recs.head(6), ["owner", "priority", "action", "finding"]) if len(recs) else []
@@ -151,7 +157,7 @@ def monthly_report(context: dg.AssetExecutionContext, warehouse: Warehouse, repo
 
 @monthly_asset(
     group="reporting", kinds={"jinja", "html"},
-    deps=[monthly_report],
+    deps=[reads_all_months(monthly_report)],
     description="The report site: `QA_REPORTS_DIR/index.html` lists every month with its headline figures and links.",
 )
 def report_site(context: dg.AssetExecutionContext, warehouse: Warehouse, report_store: ReportStore,

@@ -33,7 +33,8 @@ def error_type(action_moderator: ir.StringValue, action_auditor: ir.StringValue,
 
 
 def tenure_band(days: ir.IntegerValue) -> ir.StringValue:
-    """`0-30, 31-90, 91-180, 181-365, 366+` (upper bounds inclusive), `unknown` off the roster."""
+    """`0-30, 31-90, 91-180, 181-365, 366+` (upper bounds inclusive), `unknown` off the roster or
+    before the hire date (NULL days)."""
     cases = [(days <= upper, band) for upper, band in zip(TENURE_UPPER, TENURE_BANDS, strict=False)]
     return ibis.ifelse(days.isnull(), UNKNOWN_TENURE, ibis.cases(*cases, else_=TENURE_BANDS[-1]))
 
@@ -53,14 +54,17 @@ def enrich_audits(validated: ir.Table, roster: ir.Table, disputes: ir.Table, mon
     `roster` holds the clean roster (`moderator_id`, `hire_date`); `disputes` validated disputes
     (`dispute_id, audit_id, resolved_at, outcome`): the latest resolution of an audit counts, and an
     overturned one clears the error in `is_error_final`. Tenure is counted in whole days from the
-    hire date to the decision's UTC day.
+    hire date to the decision's UTC day; a decision before the hire date (a roster that is wrong, or
+    a moderator re-hired) has no tenure: NULL days, band `unknown`.
     """
     hires = roster.select(_mod=roster.moderator_id, _hire=roster.hire_date)
     outcomes = latest_outcomes(disputes).rename(_audit="audit_id")
     a = validated.left_join(hires, validated.moderator_id == hires._mod)
     a = a.left_join(outcomes, a.audit_id == outcomes._audit)
     is_error = (a.action_moderator != a.action_auditor) | (a.policy_moderator != a.policy_auditor)
-    days = a.decision_at.date().delta(a._hire.date(), unit="day")
+    elapsed = a.decision_at.date().delta(a._hire.date(), unit="day")
+    # a decision before the hire date has no tenure (NULL, band `unknown`), never a negative one
+    days = ibis.ifelse(elapsed < 0, ibis.null("int64"), elapsed.cast("int64"))
     overturned = (a.dispute_outcome == "overturned").fill_null(False)
     return a.mutate(
         month=ibis.literal(month, type="date"),

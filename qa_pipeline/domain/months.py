@@ -58,3 +58,15 @@ def months_between(first: date, last: date) -> list[date]:
         out.append(m)
         m = next_month(m)
     return out
+
+
+def add_months(d: date, k: int) -> date:
+    """The first day of the month `k` months after `d`'s (before, for a negative `k`)."""
+    index = d.year * 12 + d.month - 1 + k
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def is_month_folder(name: str) -> bool:
+    """A folder named exactly `YYYY-MM` with a real month (01–12)."""
+    return (len(name) == 7 and name[4] == "-" and name[:4].isdigit() and name[5:].isdigit()
+            and 1 <= int(name[5:]) <= 12)

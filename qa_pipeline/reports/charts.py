@@ -24,6 +24,12 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def label(value) -> str:
+    """Data text as a matplotlib label: shown as written. A `$` would start mathtext, which draws
+    markup from the data or fails the whole report on a malformed expression."""
+    return str(value).replace("$", r"\$")
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
@@ -35,7 +41,7 @@ def trend_chart(history: pd.DataFrame, dimension: str, target: float, title: str
     for i, (segment, g) in enumerate(rows.groupby("segment", sort=True)):
         g = g.sort_values("month")
         ax.plot(pd.to_datetime(g["month"]), g["accuracy"], marker="o", ms=3, lw=1.6,
-                color=PALETTE[i % len(PALETTE)], label=segment)
+                color=PALETTE[i % len(PALETTE)], label=label(segment))
     ax.axhline(target, color="#444", ls="--", lw=1, label=f"target {target:.0%}")
     ax.set_title(title, fontsize=10, loc="left")
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
@@ -54,8 +60,8 @@ def heatmap(metrics: pd.DataFrame, target: float) -> bytes:
     fig, ax = plt.subplots(figsize=(8.5, 0.45 * max(len(grid), 3) + 1.4))
     im = ax.imshow(grid.to_numpy(dtype=float), cmap="RdYlGn", vmin=min(0.8, np.nanmin(grid.to_numpy(dtype=float))),
                    vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=35, ha="right", fontsize=7)
-    ax.set_yticks(range(len(grid.index)), grid.index, fontsize=7)
+    ax.set_xticks(range(len(grid.columns)), [label(c) for c in grid.columns], rotation=35, ha="right", fontsize=7)
+    ax.set_yticks(range(len(grid.index)), [label(r) for r in grid.index], fontsize=7)
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             v = grid.iat[i, j]
@@ -72,9 +78,11 @@ def pareto_chart(pareto: pd.DataFrame) -> bytes:
     overall = pareto[pareto["scope"] == "overall"].sort_values("rank")
     fig, ax = plt.subplots(figsize=(7.5, 3.0))
     colors = [PALETTE[1] if v else PALETTE[5] for v in overall["vital_few"]]
-    ax.bar(overall["root_cause"], overall["errors"], color=colors)
+    x = np.arange(len(overall))
+    ax.bar(x, overall["errors"], color=colors)
+    ax.set_xticks(x, [label(c) for c in overall["root_cause"]])
     ax2 = ax.twinx()
-    ax2.plot(overall["root_cause"], overall["cumulative_share"], color=PALETTE[0], marker="o", ms=3)
+    ax2.plot(x, overall["cumulative_share"], color=PALETTE[0], marker="o", ms=3)
     ax2.axhline(0.8, color="#444", ls="--", lw=1)
     ax2.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
     ax2.set_ylim(0, 1.05)

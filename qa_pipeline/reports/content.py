@@ -1,8 +1,10 @@
 """What the monthly report says, assembled from published tables only.
 
 Every statement in the report comes from a row of a `qa_reporting` table (or `qa_core` aggregates
-that carry no personal text), and every free-text value is redacted again here, so that nothing
-personal reaches a report even if a table upstream changes.
+that carry no personal text), and every text value is redacted again here and neutralised for
+spreadsheets (a report table pasted into Excel runs no formula), so that nothing personal or
+executable reaches a report even if a table upstream changes. Escaping for HTML or Markdown is the
+renderer's (`reports.render`), once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from qa_pipeline.domain.redaction import redact_text
+from qa_pipeline.domain.redaction import neutralise_formula, redact_text
 from qa_pipeline.reports import charts
 
 
@@ -39,7 +41,7 @@ class ReportInputs:
 
 def _clean(value):
     if isinstance(value, str):
-        return redact_text(value)
+        return neutralise_formula(redact_text(value))
     if isinstance(value, float | np.floating) and np.isnan(value):
         return None
     return value
@@ -149,7 +151,7 @@ def calibration(inputs: ReportInputs) -> dict:
                                   "krippendorff_alpha", "gwet_ac1", "gold_accuracy", "note"]),
         "hatecheck": summary,
         "paradox_sessions": int(paradox["session_id"].nunique()),
-        "raters_below": sorted(set(below["rater_id"])) if len(below) else [],
+        "raters_below": sorted({_clean(r) for r in below["rater_id"]}) if len(below) else [],
     }
 
 
@@ -202,7 +204,8 @@ def build(inputs: ReportInputs) -> tuple[dict, dict[str, bytes]]:
         "restated_months": restated_months(inputs),
         "recommendations": owners,
         "recommendation_count": int(len(recs)),
-        "ingest": records(inputs.ingest_log, ["input", "source_file", "rows_read", "rows_clean", "rows_quarantined"]),
+        "ingest": records(_with_status(inputs.ingest_log),
+                          ["input", "source_file", "rows_read", "rows_clean", "rows_quarantined", "status_note"]),
         "quarantine_by_rule": records(inputs.quarantine_by_rule),
         "data_docs": inputs.data_docs_path,
         "charts": {name: charts.data_uri(png) for name, png in pngs.items()},
@@ -248,3 +251,13 @@ def mbr_kpis(history: pd.DataFrame, disputes: pd.DataFrame, calibration: pd.Data
                     (f"≥ {fmt(tgt)}" if good_up else f"≤ {fmt(tgt)}"), "status": status,
                     "delta_text": delta_text, "sparkline": charts.sparkline(values, good_up=good_up)})
     return out
+
+
+def _with_status(log: pd.DataFrame) -> pd.DataFrame:
+    """The ingest log with a note for every file or folder not read (ignored, rejected) and why."""
+    log = log.copy()
+    status = log["status"] if "status" in log else pd.Series("read", index=log.index)
+    reason = log["reason"] if "reason" in log else pd.Series("", index=log.index)
+    log["status_note"] = [("" if st in (None, "read") or pd.isna(st) else f"{st}: {rs if isinstance(rs, str) else ''}")
+                          for st, rs in zip(status, reason, strict=True)]
+    return log

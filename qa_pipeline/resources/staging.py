@@ -43,10 +43,14 @@ class Attempt:
     warehouse: Warehouse
     month: date
     run_id: str
+    shared_by: str | None = None
+    """Several runs that make one attempt (the runs of an asset backfill for one month): their id."""
 
     @property
     def key(self) -> str:
         """The first 8 hex digits of a Dagster run id; a hash of any other attempt id."""
+        if self.shared_by:
+            return hashlib.sha256(f"{self.shared_by}:{self.month:%Y-%m}".encode()).hexdigest()[:8]
         compact = self.run_id.replace("-", "")
         if len(compact) == 32 and all(ch in "0123456789abcdef" for ch in compact):
             return compact[:8]
@@ -58,8 +62,13 @@ class Attempt:
         return "__".join([name, *([part] if part else []), f"{self.month:%Y%m}", self.key])
 
     # -- writing ------------------------------------------------------------------------------
-    def create(self, table_name: str, scope: str = "month", scope_input: str | None = None) -> sa.Table:
-        """An empty staged twin of `table_name` (replacing this run's earlier one), registered."""
+    def create(self, table_name: str, scope: str = "month", scope_input: str | None = None,
+               snapshot_at: datetime | None = None) -> sa.Table:
+        """An empty staged twin of `table_name` (replacing this run's earlier one), registered.
+
+        `snapshot_at` (whole-table and whole-input scopes): what the rows are computed from — the
+        latest publication they read (`watermark()`), or when the raw files were read. Of two
+        versions, the publication keeps the one computed from the newer snapshot."""
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
         target = wh.table(table_name)
@@ -75,18 +84,22 @@ class Attempt:
             self.warehouse.ddl_lock(conn)
             conn.execute(sa.schema.CreateSchema(STAGING, if_not_exists=True))
             reg.create(conn, checkfirst=True)
+            _add_missing_columns(conn, reg)
             staged.drop(conn, checkfirst=True)
             staged.create(conn)
             conn.execute(sa.delete(reg).where(reg.c.run_key == self.key, reg.c.staged_as == staged.name))
             conn.execute(sa.insert(reg).values(
                 run_key=self.key, month=self.month, table_name=table_name, staged_as=staged.name,
-                scope=scope, scope_input=scope_input, staged_at=datetime.now(UTC)))
+                scope=scope, scope_input=scope_input, staged_at=datetime.now(UTC), snapshot_at=snapshot_at))
         return staged
 
     def write(self, table_name: str, frame: pd.DataFrame, scope: str = "month",
-              scope_input: str | None = None) -> int:
+              scope_input: str | None = None, snapshot_at: datetime | None = None) -> int:
         """Stage a frame as the run's new version of `table_name` within `scope`."""
-        staged = self.create(table_name, scope, scope_input)
+        staged = self.create(table_name, scope, scope_input, snapshot_at)
+        if table_name.startswith("qa_reporting."):  # analysts export it: no text a spreadsheet would run
+            from qa_pipeline.domain.redaction import neutralise_formulas
+            frame = neutralise_formulas(frame)
         return self.warehouse.append_arrow(staged, to_arrow(frame, staged))
 
     def append(self, staged: sa.Table, data: pa.Table | pd.DataFrame) -> int:
@@ -109,6 +122,18 @@ class Attempt:
         staged = self.create(table_name, scope)
         self.warehouse.insert_query(staged, expr)
         return staged
+
+    def watermark(self) -> datetime:
+        """The snapshot a whole-table output computed now is made from: the time of the latest
+        publication (any month) it can read, or the epoch when nothing is published yet. Read it
+        *before* reading the published tables."""
+        p = wh.publications
+        if self.warehouse.has_table(p.fullname):
+            with self.warehouse.engine.connect() as conn:
+                latest = conn.execute(sa.select(sa.func.max(p.c.published_at))).scalar_one()
+            if latest is not None:
+                return _aware(latest)
+        return datetime(1970, 1, 1, tzinfo=UTC)
 
     # -- reading ------------------------------------------------------------------------------
     def _registered(self, table_name: str) -> list:
@@ -168,15 +193,22 @@ class Attempt:
                 conn.execute(sa.update(reg).where(reg.c.run_key == self.key, reg.c.staged_as == staged_as)
                              .values(failed_checks=",".join(names) or None))
 
-    def publish(self, required: Iterable[str] = ()) -> dict[str, int]:
+    def publish(self, required: Iterable[str] = (), kept: dict[str, str] | None = None) -> dict[str, int]:
         """Publish everything this run staged for the month in one transaction; rows per table.
 
-        Refused (nothing published) when a table of `required` is not staged by this run, or when a
-        blocking check failed on any staged table."""
+        Refused (nothing published) when a table of `required` is not staged by this run, when a
+        blocking check failed on any staged table, when a staged row falls outside its scope, or
+        when an `audit_id` of the staged month was published for another month by a run that
+        published while this one was staging. Publications are serialised (one at a time, on every
+        engine), so two runs never interleave their DELETEs and INSERTs. A whole-table output (or
+        an input's rows) computed from an older snapshot than the published version is not
+        published: the newer version stays, and `kept` receives the table and the run that made it.
+        """
         wh_ = self.warehouse
         reg = wh.staged_tables
         published: dict[str, int] = {}
         with wh_.engine.begin() as conn:
+            wh_.publication_lock(conn)
             entries = conn.execute(sa.select(reg).where(reg.c.run_key == self.key, reg.c.month == self.month)
                                    .order_by(reg.c.table_name, reg.c.staged_as)).fetchall()
             if not entries:
@@ -189,6 +221,9 @@ class Attempt:
             if missing:
                 raise LookupError(f"run {self.run_id} has not staged {', '.join(missing)} for {self.month:%Y-%m}: "
                                   "nothing was published")
+            started = min(_aware(e.staged_at) for e in entries)
+            wh_.ensure_table(wh.publications, conn)
+            wh_.ensure_table(wh.table_versions, conn)
             for e in entries:
                 staged = _twin(wh.table(e.table_name), e.staged_as)
                 if e.scope == "internal":
@@ -196,8 +231,18 @@ class Attempt:
                     continue
                 target = wh.table(e.table_name)
                 wh_.ensure_table(target, conn)
-                n = conn.execute(sa.select(sa.func.count()).select_from(staged)).scalar_one()
                 _refuse_rows_outside_scope(conn, staged, e, self.month)
+                if e.scope in ("whole", "input"):
+                    newer = _newer_version(conn, e)
+                    if newer is not None:
+                        staged.drop(conn)
+                        if kept is not None:
+                            kept[e.table_name] = newer
+                        continue
+                    _record_version(conn, e, self.run_id)
+                if target is wh.audits_clean:
+                    _refuse_ids_published_meanwhile(conn, staged, self.month, started)
+                n = conn.execute(sa.select(sa.func.count()).select_from(staged)).scalar_one()
                 if wh_.dialect == "postgresql" and target.info.get("postgresql_partition_by") and e.scope == "month":
                     _attach_partition(conn, target, staged, self.month)
                 else:
@@ -209,11 +254,9 @@ class Attempt:
             conn.execute(sa.delete(reg).where(reg.c.run_key == self.key, reg.c.month == self.month))
             # earlier attempts at the month (their staging ended before this one began); an attempt
             # still staging beside this one is left alone
-            started = min(e.staged_at for e in entries)
             others = sa.select(reg.c.run_key).where(reg.c.month == self.month, reg.c.run_key != self.key) \
                 .group_by(reg.c.run_key).having(sa.func.max(reg.c.staged_at) < started)
             _drop_attempts(conn, reg, sa.and_(reg.c.month == self.month, reg.c.run_key.in_(others)))
-            wh_.ensure_table(wh.publications, conn)
             conn.execute(sa.insert(wh.publications).values(
                 month=self.month, run_id=self.run_id, published_at=datetime.now(UTC),
                 tables=len(published), rows=sum(published.values())))
@@ -249,6 +292,69 @@ class Attempt:
                                                                   reg.c.month == self.month)).scalars()
             return [f"{STAGING}.{n}" for n in names]
 
+
+
+def _aware(value: datetime) -> datetime:
+    """Time stamps come back naive from some drivers: they are UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _add_missing_columns(conn, table: sa.Table) -> None:
+    """A registry created by an earlier version of the pipeline gets the columns added since."""
+    cols = sa.table("columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"),
+                    schema="information_schema")
+    have = set(conn.execute(sa.select(cols.c.column_name).where(
+        cols.c.table_schema == table.schema, cols.c.table_name == table.name)).scalars())
+    q = conn.dialect.identifier_preparer.quote
+    for column in table.columns:
+        if column.name not in have:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {q(table.schema)}.{q(table.name)} ADD COLUMN {q(column.name)} {kind}")
+
+
+def _version_key(entry) -> tuple[str, str]:
+    return entry.table_name, entry.scope_input or ""
+
+
+def _newer_version(conn, entry) -> str | None:
+    """The run id of the published version of a whole-table output when it was computed from a
+    newer snapshot than `entry` (ties: the later staged wins); None when `entry` is newer."""
+    v = wh.table_versions
+    table_name, scope_input = _version_key(entry)
+    row = conn.execute(sa.select(v.c.snapshot_at, v.c.staged_at, v.c.run_id).where(
+        v.c.table_name == table_name, v.c.scope_input == scope_input)).first()
+    if row is None:
+        return None
+    mine = (_aware(entry.snapshot_at or entry.staged_at), _aware(entry.staged_at))
+    theirs = (_aware(row.snapshot_at), _aware(row.staged_at))
+    return row.run_id if theirs > mine else None
+
+
+def _record_version(conn, entry, run_id: str) -> None:
+    v = wh.table_versions
+    table_name, scope_input = _version_key(entry)
+    conn.execute(sa.delete(v).where(v.c.table_name == table_name, v.c.scope_input == scope_input))
+    conn.execute(sa.insert(v).values(table_name=table_name, scope_input=scope_input,
+                                     snapshot_at=entry.snapshot_at or entry.staged_at, staged_at=entry.staged_at,
+                                     run_id=run_id, published_at=datetime.now(UTC)))
+
+
+def _refuse_ids_published_meanwhile(conn, staged: sa.Table, month: date, started: datetime) -> None:
+    """An `audit_id` is published in at most one month. The gate quarantines ids that another month
+    holds when it runs; a run of another month that published since this attempt began staging is
+    the one case it cannot see, and is checked here, under the publication lock."""
+    p, t = wh.publications, wh.audits_clean
+    since = conn.execute(sa.select(sa.func.count()).select_from(p).where(
+        p.c.month != sa.bindparam("m", month, sa.Date), p.c.published_at >= started)).scalar_one()
+    if not since:
+        return
+    clash = conn.execute(sa.select(staged.c.audit_id, t.c.month).select_from(
+        staged.join(t, sa.and_(t.c.audit_id == staged.c.audit_id, t.c.month != sa.bindparam("m", month, sa.Date))))
+        .limit(1)).first()
+    if clash is not None:
+        raise ValueError(f"audit_id {clash.audit_id!r} of {month:%Y-%m} was published for {clash.month:%Y-%m} by a "
+                         "run that published while this one ran: nothing was published; re-run "
+                         f"{month:%Y-%m} (its gate quarantines the ids another month holds)")
 
 def _twin(target: sa.Table, name: str) -> sa.Table:
     """A staging table with the target's columns (no constraints beyond NOT NULL)."""

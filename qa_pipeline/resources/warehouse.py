@@ -177,6 +177,15 @@ class Warehouse(dg.ConfigurableResource):
 
     # -- DDL ---------------------------------------------------------------------------------
     @staticmethod
+    def publication_lock(conn: Connection) -> None:
+        """One publication at a time, held until the transaction ends. PostgreSQL: an advisory
+        lock, so that two runs (the production instance allows four at once) never interleave their
+        DELETEs and INSERTs under READ COMMITTED. DuckDB has one writing process, and its
+        optimistic concurrency aborts the second of two conflicting transactions."""
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('qa_pipeline.publish'))")
+
+    @staticmethod
     def ddl_lock(conn: Connection) -> None:
         """PostgreSQL: one transaction at a time creates schemas and tables (steps of concurrent runs
         or of the multiprocess executor would otherwise race on CREATE … IF NOT EXISTS)."""

@@ -1,9 +1,15 @@
 """Pandera models of the raw inputs (data contract §2).
 
 The models validate a *parsed* frame: time stamps are UTC `datetime64`, numbers are floats, text
-stays text. Values that cannot be parsed at all are caught before the model by
-`domain.validation.parse_columns` with their own rule (`<column>:iso8601`, `<column>:number`).
-Each check carries a short `name`: it becomes the `rule` of a quarantined row.
+stays text, trimmed of leading and trailing whitespace. Values that cannot be parsed at all are caught
+before the model by `domain.validation.parse_columns` with their own rule (`<column>:iso8601`,
+`<column>:number`, `<column>:non_finite`, `<column>:nul_byte`, `<column>:null_literal`,
+`<column>:non_blank`). Each check carries a short `name`: it becomes the `rule` of a quarantined row.
+
+A policy code is the organisation's own: any non-empty text (`HS.1`, `P4`, `hate_speech.tier2`), or
+`NONE` for no policy. The only format rule on codes is the optional catalogue
+(`policies/policies.csv`): when present, every code must be in it (`<column>:unknown_policy`, applied
+by the gate, which knows the catalogue). Queue names are `[a-z0-9_]+` (data contract §2, audits).
 """
 
 from __future__ import annotations
@@ -20,14 +26,25 @@ ROOT_CAUSES = [
     "policy_knowledge", "guideline_ambiguity", "tooling", "attention_to_detail", "process",
     "context_missing", "other",
 ]
-POLICY_PATTERN = r"^(NONE|[A-Z]{2,4}\.\d{1,3})$"
+NO_POLICY = "NONE"
 QUEUE_PATTERN = r"^[a-z0-9_]+$"
+QUEUE_LIST_PATTERN = r"^(\*|[a-z0-9_]+(;[a-z0-9_]+)*)$"
+POLICY_CATALOGUE = "policies/policies.csv"
 
 UTC = {"unit": "us", "tz": "UTC"}
 
 
 def _required_text(**kwargs) -> object:
     return pa.Field(nullable=False, **kwargs)
+
+
+ERROR_COLUMNS = ("action_moderator", "action_auditor", "policy_moderator", "policy_auditor")
+
+
+def _missing(df: pd.DataFrame, *columns: str) -> pd.Series:
+    """Rows where a value a cross-field rule compares is missing: that value's own rule
+    (`<column>:required`, …) reports the row, not the cross-field rule."""
+    return df[list(columns)].isna().any(axis=1)
 
 
 class AuditRecord(pa.DataFrameModel):
@@ -50,18 +67,13 @@ class AuditRecord(pa.DataFrameModel):
     auditor_id: Series[str] = _required_text()
     action_moderator: Series[str] = pa.Field(isin=ACTIONS)
     action_auditor: Series[str] = pa.Field(isin=ACTIONS)
-    policy_moderator: Series[str] = pa.Field(str_matches=POLICY_PATTERN)
-    policy_auditor: Series[str] = pa.Field(str_matches=POLICY_PATTERN)
+    policy_moderator: Series[str] = pa.Field(nullable=False)
+    policy_auditor: Series[str] = pa.Field(nullable=False)
     error_severity: Series[str] = pa.Field(isin=SEVERITIES)
     root_cause: Series[str] = pa.Field(isin=ROOT_CAUSES, nullable=True)
     auditor_comment: Series[str] = pa.Field(nullable=True)
     handle_time_s: Series[float] = pa.Field(ge=0, nullable=True)
     sampling_weight: Series[float] = pa.Field(gt=0, nullable=False)
-
-    @pa.check("audit_id", "content_id", "site", "market", "moderator_id", "auditor_id",
-              name="non_blank", error="must not be blank")
-    def _non_blank(cls, s: Series[str]) -> Series[bool]:
-        return s.str.strip().str.len() > 0
 
     @pa.dataframe_check(name="decision_before_audit", error="decision_at is after audited_at")
     def _decision_before_audit(cls, df: pd.DataFrame) -> Series[bool]:
@@ -74,26 +86,28 @@ class AuditRecord(pa.DataFrameModel):
     @pa.dataframe_check(name="approve_iff_policy_none_moderator",
                         error="action_moderator is approve exactly when policy_moderator is NONE")
     def _approve_none_moderator(cls, df: pd.DataFrame) -> Series[bool]:
-        return ((df["action_moderator"] == "approve") == (df["policy_moderator"] == "NONE")).fillna(True)
+        return ((df["action_moderator"] == "approve") == (df["policy_moderator"] == "NONE")) | _missing(
+            df, "action_moderator", "policy_moderator")
 
     @pa.dataframe_check(name="approve_iff_policy_none_auditor",
                         error="action_auditor is approve exactly when policy_auditor is NONE")
     def _approve_none_auditor(cls, df: pd.DataFrame) -> Series[bool]:
-        return ((df["action_auditor"] == "approve") == (df["policy_auditor"] == "NONE")).fillna(True)
+        return ((df["action_auditor"] == "approve") == (df["policy_auditor"] == "NONE")) | _missing(
+            df, "action_auditor", "policy_auditor")
 
     @pa.dataframe_check(name="severity_matches_error",
                         error="error_severity is none exactly when the audit is not an error")
     def _severity_matches_error(cls, df: pd.DataFrame) -> Series[bool]:
         is_error = (df["action_moderator"] != df["action_auditor"]) | (
             df["policy_moderator"] != df["policy_auditor"])
-        return ((df["error_severity"] == "none") == ~is_error).fillna(True)
+        return ((df["error_severity"] == "none") == ~is_error) | _missing(df, "error_severity", *ERROR_COLUMNS)
 
     @pa.dataframe_check(name="root_cause_iff_error",
                         error="root_cause is required for an error and must be empty otherwise")
     def _root_cause_iff_error(cls, df: pd.DataFrame) -> Series[bool]:
         is_error = (df["action_moderator"] != df["action_auditor"]) | (
             df["policy_moderator"] != df["policy_auditor"])
-        return (df["root_cause"].notna() == is_error).fillna(True)
+        return (df["root_cause"].notna() == is_error) | _missing(df, *ERROR_COLUMNS)
 
     class Config:
         strict = False  # extra columns are carried, not rejected
@@ -109,10 +123,6 @@ class RosterRecord(pa.DataFrameModel):
     hire_date: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
     language: Series[str] = pa.Field(nullable=True)
     status: Series[str] = pa.Field(isin=["active", "inactive"])
-
-    @pa.check("moderator_id", "site", name="non_blank", error="must not be blank")
-    def _non_blank(cls, s: Series[str]) -> Series[bool]:
-        return s.str.strip().str.len() > 0
 
     class Config:
         strict = False
@@ -135,12 +145,12 @@ class CalibrationRating(pa.DataFrameModel):
 
     session_id: Series[str] = pa.Field(nullable=False)
     session_date: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
-    queue: Series[str] = pa.Field(str_matches=QUEUE_PATTERN)
+    queue: Series[str] = pa.Field(nullable=False)
     case_id: Series[str] = pa.Field(nullable=False)
     rater_id: Series[str] = pa.Field(nullable=False)
     rater_role: Series[str] = pa.Field(isin=["auditor", "moderator"])
     action: Series[str] = pa.Field(isin=ACTIONS, nullable=True)
-    policy: Series[str] = pa.Field(str_matches=POLICY_PATTERN, nullable=True)
+    policy: Series[str] = pa.Field(nullable=True)
 
     class Config:
         strict = False
@@ -153,12 +163,13 @@ class CalibrationGold(pa.DataFrameModel):
     session_id: Series[str] = pa.Field(nullable=False)
     case_id: Series[str] = pa.Field(nullable=False)
     gold_action: Series[str] = pa.Field(isin=ACTIONS)
-    gold_policy: Series[str] = pa.Field(str_matches=POLICY_PATTERN)
+    gold_policy: Series[str] = pa.Field(nullable=False)
 
     @pa.dataframe_check(name="gold_approve_iff_policy_none",
                         error="gold_action is approve exactly when gold_policy is NONE")
     def _approve_none(cls, df: pd.DataFrame) -> Series[bool]:
-        return ((df["gold_action"] == "approve") == (df["gold_policy"] == "NONE")).fillna(True)
+        return ((df["gold_action"] == "approve") == (df["gold_policy"] == "NONE")) | _missing(
+            df, "gold_action", "gold_policy")
 
     class Config:
         strict = False
@@ -185,12 +196,18 @@ class DisputeRecord(pa.DataFrameModel):
 
 
 class PolicyChange(pa.DataFrameModel):
+    """A change to one policy; `queues` the affected queues (`;`-separated) or `*` for all."""
+
     change_id: Series[str] = pa.Field(nullable=False)
-    policy: Series[str] = pa.Field(str_matches=r"^[A-Z]{2,4}\.\d{1,3}$")
+    policy: Series[str] = pa.Field(nullable=False)
     effective_date: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
     change_type: Series[str] = pa.Field(isin=["new", "update", "clarification", "retirement"])
     summary: Series[str] = pa.Field(nullable=True)
-    queues: Series[str] = pa.Field(str_matches=r"^(\*|[a-z0-9_]+(;[a-z0-9_]+)*)$")
+    queues: Series[str] = pa.Field(str_matches=QUEUE_LIST_PATTERN)
+
+    @pa.check("policy", name="not_none", error="NONE is not a policy that can change")
+    def _not_none(cls, s: Series[str]) -> Series[bool]:
+        return s.ne(NO_POLICY)
 
     class Config:
         strict = False
@@ -220,6 +237,22 @@ class Assignment(pa.DataFrameModel):
     experiment_id: Series[str] = pa.Field(nullable=False)
     moderator_id: Series[str] = pa.Field(nullable=False)
     arm: Series[str] = pa.Field(isin=["control", "treatment"])
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class PolicyCatalogueEntry(pa.DataFrameModel):
+    """One policy of the organisation's optional catalogue (`policies/policies.csv`)."""
+
+    policy: Series[str] = pa.Field(nullable=False)
+    name: Series[str] = pa.Field(nullable=True)
+    queues: Series[str] = pa.Field(str_matches=QUEUE_LIST_PATTERN)
+
+    @pa.check("policy", name="not_none", error="NONE means no policy and is never in the catalogue")
+    def _not_none(cls, s: Series[str]) -> Series[bool]:
+        return s.ne(NO_POLICY)
 
     class Config:
         strict = False

@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
 )
@@ -26,6 +27,14 @@ REPORTING = "qa_reporting"
 
 def _table(schema: str, name: str, *columns: Column, comment: str, **dialect_options) -> Table:
     return Table(name, metadata, *columns, schema=schema, comment=comment, **dialect_options)
+
+
+def _key(*columns: str) -> PrimaryKeyConstraint:
+    """The table's unique key, enforced by the engine (DuckDB and PostgreSQL): a publication that
+    would duplicate it fails inside its transaction and leaves the previous version. On the
+    partitioned `audits_clean` PostgreSQL needs the partition column in every unique key, so
+    `audit_id`'s uniqueness across months is checked by the publication itself (staging.py)."""
+    return PrimaryKeyConstraint(*columns)
 
 
 def _c(name: str, type_, comment: str = "") -> Column:
@@ -82,6 +91,7 @@ audits_clean = _table(
     _c("dispute_outcome", Text, "upheld, overturned, or empty when not disputed"),
     _c("dispute_resolved_at", DateTime(timezone=True), "when the latest dispute was resolved"),
     _c("is_error_final", Boolean, "is_error after disputes: an overturned dispute clears it"),
+    _key("month", "audit_id"),
     comment="One row per valid QA audit, enriched. Restricted (person-level).",
     # PostgreSQL: one partition per month, loaded in parallel and swapped in (resources/warehouse.py).
     # Kept in `info`, not postgresql_partition_by: duckdb_engine derives from the PostgreSQL dialect.
@@ -98,7 +108,10 @@ audits_quarantine = _table(
     _c("rule", Text, "first rule the row broke"),
     _c("rules", Text, "every rule the row broke, '; '-separated"),
     _c("reason", Text, "every rule the row broke, readable"),
-    _c("raw_record", Text, "the row as read, JSON"),
+    _c("raw_record", Text, "the row as read, JSON: an object of its cells; for a CSV line the reader could "
+                           "not split into the header's fields (line:malformed, line:invalid_utf8), the line's "
+                           "text as a JSON string"),
+    _key("month", "input", "source_file", "row_number"),
     comment="Rejected raw rows with the rule and the reason. Nothing is dropped silently.",
 )
 
@@ -109,10 +122,15 @@ ingest_log = _table(
     _c("input", Text),
     _c("source_file", Text),
     _c("file_sha256", Text),
-    _c("rows_read", BigInteger),
+    _c("rows_read", BigInteger, "data rows counted in the file on their own (CSV records, Parquet num_rows)"),
     _c("rows_clean", BigInteger),
     _c("rows_quarantined", BigInteger),
-    comment="Per raw file and month: rows read = rows clean + rows quarantined.",
+    _c("status", Text, "read (through the gate), ignored (not part of the raw layout; input raw_layout) or "
+                       "rejected (could not be used: unreadable, a column missing)"),
+    _c("reason", Text, "why a file was ignored or rejected; empty when read"),
+    _key("month", "input", "source_file"),
+    comment=("Per raw file and month: rows read = rows clean + rows quarantined (status read); files and "
+             "folders not read, with the reason (status ignored or rejected)."),
 )
 
 moderator_quality = _table(
@@ -130,6 +148,7 @@ moderator_quality = _table(
     _rate("accuracy_ci_low"),
     _rate("accuracy_ci_high"),
     _c("below_target", Boolean, "upper Wilson bound below the target with enough audits"),
+    _key("month", "moderator_id"),
     comment="Per moderator and month.",
 )
 
@@ -154,6 +173,7 @@ quality_metrics = _table(
     _rate("precision", "P(auditor enforces | moderator enforced); empty when the moderator never enforced"),
     _rate("recall", "P(moderator enforced | auditor enforces); empty when the auditor never enforced"),
     _rate("mean_handle_time_s"),
+    _key("month", "dimension", "segment"),
     comment="Quality per month, dimension and segment. Counts use is_error_final.",
 )
 
@@ -174,6 +194,7 @@ calibration_agreement = _table(
     _rate("gwet_ac1"),
     _rate("gold_accuracy", "share of the session's ratings equal to the gold answer"),
     _c("note", Text, "why a statistic is empty, when it is"),
+    _key("month", "session_id", "label"),
     comment="Agreement per calibration session and label.",
 )
 
@@ -189,6 +210,7 @@ calibration_rater_scores = _table(
     _rate("policy_accuracy"),
     _rate("accuracy_vs_gold", "action and policy both equal gold"),
     _c("below_threshold", Boolean, "accuracy_vs_gold below min_gold_accuracy"),
+    _key("month", "session_id", "rater_id"),
     comment="Each rater's accuracy against gold per session. Restricted (person-level).",
 )
 
@@ -203,6 +225,7 @@ disputes = _table(
     _c("reason", Text, "moderator's free text: restricted"),
     _c("outcome", Text),
     _c("source_file", Text),
+    _key("dispute_id"),
     comment="Validated disputes by the month they were resolved (the folder month).",
 )
 
@@ -219,6 +242,7 @@ dispute_metrics = _table(
     _c("restated_audits", BigInteger, "overturned by a dispute resolved after the month ended"),
     _rate("dispute_rate"),
     _rate("overturn_rate", "overturned / resolved"),
+    _key("month", "dimension", "segment"),
     comment="Disputes of the month's audits per dimension (overall, site, queue, auditor_id).",
 )
 
@@ -250,6 +274,7 @@ policy_change_impact = _table(
     _rate("did_ci_high"),
     _c("flagged", Boolean, "error rate rose significantly"),
     _c("note", Text),
+    _key("change_id"),
     comment="Impact of each policy change: 28 days before vs after, recomputed every run.",
 )
 
@@ -277,6 +302,7 @@ experiment_readout = _table(
     _rate("mde", "minimum detectable effect at 80 % power"),
     _c("decision", Text, "ship, do_not_ship, inconclusive, invalid_srm"),
     _c("reason", Text),
+    _key("experiment_id"),
     comment="Experiment readouts, recomputed every run from all published audits.",
 )
 
@@ -291,6 +317,7 @@ sampling_plan = _table(
     _rate("recent_error_rate"),
     _rate("estimated_decisions", "monthly decisions estimated as Σ sampling_weight"),
     _c("recommended_audits", BigInteger),
+    _key("month", "site", "queue"),
     comment="Audits needed next month per site × queue for a ±margin 95 % interval on accuracy.",
 )
 
@@ -320,6 +347,7 @@ error_trends = _table(
     _rate("p_chart_lcl"),
     _rate("p_chart_ucl"),
     _c("out_of_control", Boolean),
+    _key("month", "dimension", "segment"),
     comment="Month-over-month change of each segment's error rate, with FDR control and p-charts.",
 )
 
@@ -334,6 +362,7 @@ rca_pareto = _table(
     _rate("cumulative_share"),
     _c("vital_few", Boolean, "among the causes that make up the first 80 % of errors"),
     _c("rank", BigInteger),
+    _key("month", "scope", "root_cause"),
     comment="Root causes of the month's errors, largest first.",
 )
 
@@ -352,6 +381,7 @@ rca_drivers = _table(
     _rate("contribution", "rate_effect + mix_effect; sums to overall_change per dimension"),
     _rate("overall_change"),
     _rate("contribution_share", "contribution / overall_change; empty when |change| < 0.1 pp"),
+    _key("month", "dimension", "segment"),
     comment="Exact mix/rate decomposition of the overall error-rate change against the previous month.",
 )
 
@@ -369,6 +399,7 @@ auditor_consistency = _table(
     _c("disputed", BigInteger),
     _c("overturned", BigInteger),
     _rate("overturn_rate"),
+    _key("month", "auditor_id"),
     comment="Grader bias: each auditor's flag rate against peers. Restricted (person-level).",
 )
 
@@ -383,6 +414,7 @@ comment_themes = _table(
     _rate("share", "errors_with_term / errors_with_comment"),
     _rate("z_score", "log-odds ratio with informative Dirichlet prior"),
     _c("rank", BigInteger),
+    _key("month", "scope", "term"),
     comment="Terms that distinguish the comments of errors in a scope from the rest.",
 )
 
@@ -415,6 +447,7 @@ report_runs = _table(
     _rate("critical_error_rate"),
     _c("alerts", BigInteger),
     _c("recommendations", BigInteger),
+    _key("month"),
     comment="One row per month's report, with its headline figures for the report site.",
 )
 
@@ -428,6 +461,22 @@ publications = _table(
     _c("tables", BigInteger, "tables published in the one transaction"),
     _c("rows", BigInteger, "rows published, all tables together"),
     comment="One row per month publication: every table of a run's month became visible in one transaction.",
+)
+
+table_versions = _table(
+    CORE,
+    "table_versions",
+    _c("table_name", Text),
+    _c("scope_input", Text, "the input, for an input's rows (e.g. the disputes quarantine); '' for a whole table"),
+    _c("snapshot_at", DateTime(timezone=True), "what the published version was computed from (see staged_tables)"),
+    _c("staged_at", DateTime(timezone=True)),
+    _c("run_id", Text),
+    _c("published_at", DateTime(timezone=True)),
+    _key("table_name", "scope_input"),
+    comment=("The published version of each whole-table output (disputes, policy_change_impact, "
+             "experiment_readout, an input's quarantine): a run publishes its version only when it was "
+             "computed from a newer snapshot than the one published, so concurrent runs never bring back "
+             "an older one."),
 )
 
 # -- internal staging tables: written by a run, read by its later steps, never published -------
@@ -448,6 +497,7 @@ audit_keys = Table(
 audit_rejects = Table(
     "audit_rejects", staging_metadata, _c("source_file", Text), _c("source_row", BigInteger),
     _c("audit_id", Text), _c("is_clean", Boolean), _c("duplicate", Boolean), _c("published_earlier", Boolean),
+    _c("published_later", Boolean), _c("held_by", Date, "the published month that already holds the audit_id"),
     schema=STAGING,
     comment="Rows the cross-row rules reject (domain/cross_row_rules.py), before they move to the quarantine.",
 )
@@ -460,6 +510,8 @@ staged_tables = Table(
     "staged_tables", staging_metadata, _c("run_key", Text), _month(), _c("table_name", Text),
     _c("staged_as", Text), _c("scope", Text), _c("scope_input", Text),
     _c("staged_at", DateTime(timezone=True)),
+    _c("snapshot_at", DateTime(timezone=True),
+       "what a whole-table output was computed from: the latest publication it read (or the time it read raw files)"),
     _c("failed_checks", Text, "blocking checks that failed on these staged rows: publication refuses them"),
     schema=STAGING,
     comment="Registry of staged tables: which run staged what, and which published rows it replaces.",
