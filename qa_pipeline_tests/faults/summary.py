@@ -23,13 +23,18 @@ RESULTS = HERE / "results.json"
 RECORDS_ENV = "QA_FAULTS_RECORDS"
 
 
-def _records_dir() -> Path:
-    return Path(os.environ.get(RECORDS_ENV) or HERE / ".records")
+def _records_dir() -> Path | None:
+    """The session's records folder, made by the controlling process (None: no summary is made in
+    this session — pytest-xdist without `-p qa_pipeline_tests.faults.summary` — nothing to record)."""
+    value = os.environ.get(RECORDS_ENV)
+    return Path(value) if value else None
 
 
 def record(kind: str, name: str, **fields) -> None:
     """One outcome of the session: kind = case | trial | repeat | hostile."""
     folder = _records_dir()
+    if folder is None:
+        return
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"kind": kind, "name": name, **fields}
     (folder / f"{kind}-{uuid.uuid4().hex}.json").write_text(json.dumps(payload, default=str))
@@ -88,7 +93,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if hasattr(config, "workerinput"):
         return
     folder = _records_dir()
-    if not folder.is_dir():
+    if folder is None or not folder.is_dir():
         return
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     shutil.rmtree(folder, ignore_errors=True)

