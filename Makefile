@@ -7,7 +7,7 @@ BENCH_ARGS ?=
 SPARK_PYTEST_ARGS ?=
 
 .PHONY: demo test dev install generate bench bench-postgres clean
-.PHONY: bench-10m test-spark test-quick
+.PHONY: bench-10m test-spark test-quick dashboard
 
 $(BIN)/qa-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,17 @@ test-quick: install
 dev: install
 	mkdir -p .dagster_home
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## make dashboard: the Training & Quality dashboard on http://127.0.0.1:8501 (PORT=… to change), reading
+## the snapshot the pipeline publishes after each month (run `make demo` first)
+PORT ?= 8501
+dashboard: install
+	$(BIN)/qa-pipeline dashboard --port $(PORT)
+
+## make check-defs: `dg check defs`, the definitions load and validate as from a fresh clone (CI runs it)
+.PHONY: check-defs
+check-defs: install
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 generate: install
 	$(BIN)/qa-pipeline generate

@@ -116,21 +116,77 @@ def cmd_demo(args) -> int:
     if index.exists():
         print(f"report    : {index}")
     print(f"dagster   : {settings.dagster_home} (make dev opens the UI on http://127.0.0.1:3000)")
+    from qa_pipeline.dashboard.serve import url as dashboard_url
+
+    print(f"dashboard : {dashboard_url()} (start it with `make dashboard`)")
     return 0 if all(o.success for o in outcomes) else 1
 
 
+def cmd_dashboard(args) -> int:
+    """Streamlit on the published snapshot (or QA_DASHBOARD_URL as an analyst), until Ctrl-C."""
+    import subprocess
+
+    from qa_pipeline.dashboard.serve import command, url
+    from qa_pipeline.dashboard.source import AnalystWarehouse, NoDataYet, open_source
+
+    try:
+        source = open_source()
+        if isinstance(source, AnalystWarehouse):
+            source.check_analyst()
+        print(f"dashboard: {url(args.port, args.host)} (reads {source.describe()}; Ctrl-C stops it)", flush=True)
+    except (NoDataYet, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return subprocess.call(command(args.port, args.host))
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_grants(args) -> int:
-    from qa_pipeline.resources.access import apply_grants, logins_from_env
+    """Least-privilege access on PostgreSQL: roles and logins by an administrator (--admin-url,
+    QA_ADMIN_URL) or the pipeline's login when it may; grants by the pipeline's login, which owns
+    the schemas; --print-sql prints every statement for a DBA and changes nothing."""
+    import os
+
+    from qa_pipeline.resources import access
 
     settings = Settings.from_env()
+    roles = access.Roles.from_env()
     try:
-        done = apply_grants(settings.warehouse_url, logins_from_env())
-    except ValueError as exc:
+        logins = access.logins_from_env(roles)
+        if args.print_sql:
+            sys.stdout.write(access.script(settings.warehouse_url, roles, logins))
+            return 0
+        done = access.apply_grants(settings.warehouse_url, roles, logins,
+                                   admin_url=args.admin_url or os.environ.get("QA_ADMIN_URL") or None)
+    except access.AccessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for line in done:
         print(line)
-    print(f"grants applied: {len(done)} statements (qa_analyst reads qa_reporting; qa_engineer reads and writes both)")
+    print(f"grants applied: {len(done)} statements ({roles.analyst} reads qa_reporting; {roles.engineer} reads and "
+          "writes both)")
+    return 0
+
+
+def cmd_deep_dive(args) -> int:
+    """One segment of a published month as a file for the quality team; bad input is one line, exit 2."""
+    from qa_pipeline.domain.deep_dive import DeepDiveInputError
+    from qa_pipeline.reports.deep_dive import deep_dive
+    from qa_pipeline.resources.report_store import ReportStore
+    from qa_pipeline.resources.warehouse import Warehouse
+
+    settings = Settings.from_env()
+    try:
+        dive = deep_dive(Warehouse(url=settings.warehouse_url), ReportStore(reports_dir=str(settings.reports_dir)),
+                         args.month, args.where or [], settings.thresholds.target_accuracy,
+                         settings.thresholds.theme_min_people)
+    except DeepDiveInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(dive.finding)
+    print(dive.paths["html"])
     return 0
 
 
@@ -162,7 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7)
     d.set_defaults(func=cmd_demo)
     gr = sub.add_parser("grants", help="create the qa_analyst / qa_engineer roles and grants (PostgreSQL)")
+    gr.add_argument("--admin-url", default=None,
+                    help="an administrator's connection (CREATEROLE) for the roles and logins; default QA_ADMIN_URL")
+    gr.add_argument("--print-sql", action="store_true",
+                    help="print every statement, in order, for a DBA; change nothing")
     gr.set_defaults(func=cmd_grants)
+    dd = sub.add_parser("deep-dive", help="one segment of a published month as a file for the quality team")
+    dd.add_argument("--month", required=True, help="a published month, YYYY-MM")
+    dd.add_argument("--where", action="append", metavar="DIMENSION=VALUE",
+                    help="a condition (repeat to combine; the first names the peers), e.g. site=Dublin")
+    dd.set_defaults(func=cmd_deep_dive)
+    db = sub.add_parser("dashboard", help="serve the Training & Quality dashboard (Streamlit) on loopback")
+    db.add_argument("--port", type=int, default=8501)
+    db.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    db.set_defaults(func=cmd_dashboard)
     return p
 
 

@@ -5,42 +5,50 @@ from __future__ import annotations
 import os
 
 import dagster as dg
-import pandas as pd
-import sqlalchemy as sa
 
 from qa_pipeline.assets import (
+    accuracy,
     analysis,
     audits,
     calibration,
+    dashboard,
     disputes,
+    early_warning,
     impact,
     ingest,
     metrics,
+    month_to_date,
     publication,
     reporting,
 )
 from qa_pipeline.assets import quality_gates as gates
 from qa_pipeline.assets.common import QualityConfig, monthly
-from qa_pipeline.assets.disputes import validated_disputes
+from qa_pipeline.assets.deep_dive import deep_dive_job
 from qa_pipeline.assets.quality_gates import gx_checks
 from qa_pipeline.domain.months import partition_key, previous_month
-from qa_pipeline.domain.restatement import months_to_restate
+from qa_pipeline.operations import alerts, freshness, raw_deliveries
+from qa_pipeline.operations.raw_deliveries import restatement_months
 from qa_pipeline.progress import qa_progress
 from qa_pipeline.refresh import refresh_requests
 from qa_pipeline.resources.quality_gates import QualityGates
 from qa_pipeline.resources.raw_store import RawStore
 from qa_pipeline.resources.report_store import ReportStore
 from qa_pipeline.resources.warehouse import Warehouse
-from qa_pipeline.schemas import warehouse as wh
 from qa_pipeline.settings import Settings
 
 MONTHLY_JOB = "monthly_quality"
 
-all_assets = dg.load_assets_from_modules([ingest, audits, metrics, calibration, disputes, impact, analysis, gates, publication, reporting])
+all_assets = dg.load_assets_from_modules([ingest, audits, metrics, calibration, disputes, impact, analysis, gates, publication, reporting,
+                                           early_warning, dashboard, accuracy])
+
+publication_deadline = freshness.publication_deadline_checks()
+"""The month just ended published by the 3rd at 12:00 UTC (`operations.freshness`): evaluated by its
+own sensor, not by the monthly job (a month's run would tell the overdue state of another month)."""
 
 monthly_quality_job = dg.define_asset_job(
     MONTHLY_JOB,
-    selection=dg.AssetSelection.all(),
+    selection=(dg.AssetSelection.all() - dg.AssetSelection.assets(*month_to_date.assets)  # those are daily
+               - dg.AssetSelection.checks(*publication_deadline)),
     partitions_def=monthly,
     description="Every monthly asset for one month: gate, clean audits, metrics and reports.",
     # run monitoring (dagster.yaml) fails a run still going after this long: its process has died
@@ -88,23 +96,6 @@ def month_refresh_sensor(context: dg.RunStatusSensorContext, warehouse: Warehous
     return refresh_requests(context.dagster_run, context.instance, warehouse, context.repository_def.asset_graph)
 
 
-def restatement_months(raw_store: RawStore, warehouse: Warehouse, month) -> list:
-    """Earlier months holding audits overturned by the disputes resolved in `month`."""
-    if not warehouse.has_table("qa_core.audits_clean"):
-        return []
-    # the same per-file handling as a run's: a file that cannot be used is left out, not fatal here
-    everything = validated_disputes(raw_store, check_audits=False).frame
-    new = everything[pd.to_datetime(everything["month"]).dt.date == month] if len(everything) else everything
-    if new.empty:
-        return []
-    ids = new.loc[new["outcome"] == "overturned", "audit_id"].drop_duplicates().tolist()
-    if not ids:
-        return []
-    t = wh.audits_clean
-    audit_months = warehouse.read(sa.select(t.c.audit_id, t.c.month).where(t.c.audit_id.in_(ids)))
-    return months_to_restate(new, audit_months, month)
-
-
 def executor() -> dg.ExecutorDefinition:
     """In-process by default (DuckDB has one writing process); `QA_EXECUTOR=multiprocess` for
     PostgreSQL deployments, where each step runs in its own process."""
@@ -126,11 +117,13 @@ def resources(settings: Settings | None = None) -> dict:
 
 
 defs = dg.Definitions(
-    assets=all_assets,
-    asset_checks=gx_checks,
-    jobs=[monthly_quality_job],
-    schedules=[monthly_quality_schedule],
-    sensors=[month_refresh_sensor],
+    assets=[*all_assets, *month_to_date.assets],
+    asset_checks=[*gx_checks, *publication_deadline],
+    jobs=[monthly_quality_job, deep_dive_job, month_to_date.early_warning_daily_job],
+    schedules=[monthly_quality_schedule, month_to_date.early_warning_daily_schedule],
+    sensors=[month_refresh_sensor, raw_deliveries.build_raw_delivery_sensor(monthly_quality_job),
+             freshness.publication_deadline_sensor(publication_deadline), alerts.run_failure_alerts,
+             alerts.check_failure_alerts],
     resources=resources(),
     executor=executor(),
     loggers={"console": dg.colored_console_logger, "qa_progress": qa_progress},

@@ -116,6 +116,8 @@ class SampleSpec:
     with_reference_inputs: bool = True
     with_hatecheck: bool = True
     extra: dict = field(default_factory=dict)
+    reaudit_share: float = 0.05
+    """Share of each month's audits an expert re-audits (`reaudits/YYYY-MM/`); 0 writes none."""
 
 
 def planted_effects(months: list[str]) -> dict:
@@ -168,6 +170,17 @@ def planted_effects(months: list[str]) -> dict:
             "site": "BPO-C Bogota",
             "root_cause": "tooling",
             "why": "BPO-C's review tool build drops the translation widget",
+        },
+        "auditor_error": {
+            "month": months[0],
+            "auditor_id": "AUD-19",
+            "share": 0.6,
+            "spared_queues": "hate_speech;harassment",
+            "false_flag_rate": 0.25,
+            "miss_rate": 0.4,
+            "why": ("a contract auditor who audited 60 % of the month's decisions outside hate speech and "
+                    "harassment flags a quarter of the correct ones and misses 40 % of the errors: the "
+                    "observed accuracy falls, the moderators' true accuracy does not (the experts' re-audits show it)"),
         },
     }
 
@@ -365,6 +378,77 @@ def _month_audits(world: _World, month: str, offset: int, rng: np.random.Generat
     return df
 
 
+def _plant_auditor_error(df: pd.DataFrame, effect: dict, rng: np.random.Generator) -> pd.DataFrame:
+    """The planted auditor's verdicts in its month: a share of the audits outside the spared queues
+    become theirs; of those, correct decisions are flagged (the auditor writes a wrong answer) and
+    errors are missed (the auditor writes the moderator's answer as the correct one). The moderators'
+    decisions, and so the truth, do not change. Draws come from `rng` only, so the other effects and
+    every other month stay those of the seed."""
+    df = df.copy()
+    n = len(df)
+    spared = effect["spared_queues"].split(";")
+    take = (~df.queue.isin(spared)).to_numpy() & ~df._false_flag.to_numpy() & (rng.random(n) < effect["share"])
+    df.loc[take, "auditor_id"] = effect["auditor_id"]
+    is_error = ((df.action_moderator != df.action_auditor) | (df.policy_moderator != df.policy_auditor)).to_numpy()
+    flag = take & ~is_error & (rng.random(n) < effect["false_flag_rate"])
+    miss = take & is_error & (rng.random(n) < effect["miss_rate"])
+    queue_policies = pd.Series(QUEUES.set_index("queue").loc[df.queue, "policies"].to_numpy())
+    picked = _choose_per_row(rng, queue_policies)
+    strict_action = rng.choice(["remove", "restrict"], n, p=[0.7, 0.3])
+    approved = (df.action_moderator == "approve").to_numpy()
+    # a flagged approval: the auditor would have enforced; a flagged enforcement: the wrong policy
+    neighbour = df.policy_moderator.to_numpy().copy()
+    for i in np.flatnonzero(flag & ~approved):
+        neighbour[i] = _neighbour_policy(neighbour[i])
+    df["action_auditor"] = np.where(flag & approved, strict_action, df.action_auditor.to_numpy())
+    df["policy_auditor"] = np.where(flag & approved, picked, np.where(flag, neighbour, df.policy_auditor.to_numpy()))
+    severity = np.where(rng.random(n) < 0.6, "minor", "major")
+    causes = rng.choice(ROOT_CAUSES, n, p=ROOT_CAUSE_MIX)
+    df["error_severity"] = np.where(flag, severity, np.where(miss, "none", df.error_severity.to_numpy()))
+    df["root_cause"] = np.where(flag, causes, np.where(miss, None, df.root_cause.to_numpy()))
+    at_stake = np.where(df.policy_auditor.to_numpy() == "NONE", df.policy_moderator.to_numpy(), df.policy_auditor.to_numpy())
+    pick = rng.integers(0, 1000, n)
+    comments = df.auditor_comment.to_numpy().copy()
+    for i in np.flatnonzero(flag):
+        phrases = COMMENT_PHRASES[causes[i]]
+        comments[i] = phrases[pick[i] % len(phrases)].format(policy=at_stake[i])
+    comments[miss] = None
+    df["auditor_comment"] = comments
+    df["action_auditor"] = np.where(miss, df.action_moderator.to_numpy(), df.action_auditor.to_numpy())
+    df["policy_auditor"] = np.where(miss, df.policy_moderator.to_numpy(), df.policy_auditor.to_numpy())
+    return df
+
+
+def _truth(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The correct action and policy of every audit, as an expert would answer: the auditor's,
+    except where the generator planted a false flag (the moderator was right)."""
+    ff = df._false_flag.to_numpy()
+    return (np.where(ff, df.action_moderator.to_numpy(), df.action_auditor.to_numpy()),
+            np.where(ff, df.policy_moderator.to_numpy(), df.policy_auditor.to_numpy()))
+
+
+REVIEWERS = np.array(["QE-01", "QE-02", "QE-03", "QE-04"])
+"""The policy experts who re-audit (never a moderator or an auditor)."""
+
+
+def _reaudits(rng: np.random.Generator, audits: pd.DataFrame, month: str, share: float) -> pd.DataFrame:
+    """A random `share` of the month's audits re-reviewed blind by an expert, whose answer is the truth."""
+    k = int(round(len(audits) * share))
+    picked = audits.iloc[np.sort(rng.choice(len(audits), k, replace=False))]
+    when = (pd.to_datetime(picked.audited_at, utc=True)
+            + pd.to_timedelta(rng.uniform(0.5, 20.0, k), unit="D")).dt.floor("s")
+    out = pd.DataFrame({
+        "reaudit_id": [f"R{month.replace('-', '')}-{i:05d}" for i in range(k)],
+        "audit_id": picked.audit_id.to_numpy(),
+        "reaudited_at": when.to_numpy(),
+        "reviewer_id": rng.choice(REVIEWERS, k),
+        "action_reviewer": picked._truth_action.to_numpy(),
+        "policy_reviewer": picked._truth_policy.to_numpy(),
+    })
+    out["reaudited_at"] = pd.to_datetime(out.reaudited_at, utc=True)
+    return out.sort_values(["reaudited_at", "reaudit_id"], ignore_index=True)
+
+
 def _neighbour_policy(policy: str) -> str:
     family, _, num = policy.partition(".")
     row = QUEUES[QUEUES.policies.str.contains(policy, regex=False)]
@@ -450,11 +534,25 @@ def generate(spec: SampleSpec, out: Path) -> dict:
     effects = planted_effects(spec.months) if spec.plant_effects else {}
     world.experiment_treated = []
     assignments = _experiments(world, rng, effects)
-    summary = {"months": spec.months, "audits": {}, "planted": effects, "bad_rows": {}}
+    summary = {"months": spec.months, "audits": {}, "planted": effects, "bad_rows": {}, "reaudits": {},
+               "truth": {}}
     all_audits = []
+    # the auditor error and the re-audits draw from streams of their own: every other draw, and so
+    # every other planted effect and file, stays that of the seed
+    plant_rng = np.random.default_rng([spec.seed, 1])
+    reaudit_rng = np.random.default_rng([spec.seed, 2])
+    unplanted: set[str] = set()  # audits whose error the planted auditor missed (their disputes go)
+    truths = {}
     for m_i, month in enumerate(spec.months):
         df = _month_audits(world, month, m_i * spec.audits_per_month, rng, effects)
         all_audits.append(df[["audit_id", "audited_at", "auditor_id", "error_severity", "_false_flag"]])
+        df["_truth_action"], df["_truth_policy"] = _truth(df)
+        if "auditor_error" in effects and month == effects["auditor_error"]["month"]:
+            before = df.error_severity.ne("none").to_numpy()
+            df = _plant_auditor_error(df, effects["auditor_error"], plant_rng)
+            unplanted |= set(df.audit_id[before & df.error_severity.eq("none").to_numpy()])
+        truths[month] = df[["audit_id", "audited_at", "action_moderator", "policy_moderator", "action_auditor",
+                            "policy_auditor", "_truth_action", "_truth_policy"]]
         df = df[AUDIT_COLUMN_ORDER].sort_values("audited_at", ignore_index=True)
         df, planted = _plant_bad_rows(rng, df, spec.bad_row_share)
         summary["bad_rows"][month] = planted
@@ -480,7 +578,7 @@ def generate(spec: SampleSpec, out: Path) -> dict:
         # as corrupt, which the gate quarantines (a dispute of them would be `unknown_audit`)
         corrupt = {p["audit_id"] for planted in summary["bad_rows"].values() for p in planted
                    if p["defect"] != "duplicate_audit_id"}
-        _disputes(rng, pd.concat(all_audits, ignore_index=True), spec, out, exclude=corrupt)
+        _disputes(rng, pd.concat(all_audits, ignore_index=True), spec, out, exclude=corrupt, dropped=unplanted)
         _calibration(rng, world, spec, out)
         if spec.with_hatecheck:
             from qa_pipeline.refdata import hatecheck_sessions
@@ -489,6 +587,20 @@ def generate(spec: SampleSpec, out: Path) -> dict:
             folder = out / "calibration" / spec.months[-1]
             ratings.to_csv(folder / "ratings_hatecheck.csv", index=False)
             gold.to_csv(folder / "gold_hatecheck.csv", index=False)
+    corrupt = {p["audit_id"] for planted in summary["bad_rows"].values() for p in planted
+               if p["defect"] != "duplicate_audit_id"}
+    for month, t in truths.items():
+        verdict = (t.action_moderator != t.action_auditor) | (t.policy_moderator != t.policy_auditor)
+        truly = (t.action_moderator != t._truth_action) | (t.policy_moderator != t._truth_policy)
+        summary["truth"][month] = {
+            "audits": len(t), "observed_errors": int(verdict.sum()), "true_errors": int(truly.sum()),
+            "misclassified": sorted(t.audit_id[verdict != truly]),
+        }
+        if spec.reaudit_share > 0:
+            # an expert re-reviews audits the moderators saw: not the rows planted as corrupt
+            frame = _reaudits(reaudit_rng, t[~t.audit_id.isin(corrupt)], month, spec.reaudit_share)
+            _write(frame, out / "reaudits" / month / "reaudits", spec.fmt)
+            summary["reaudits"][month] = len(frame)
     (out / "README.md").write_text(_readme(spec, effects))
     (out / ".sample.json").write_text(json.dumps(summary, default=str, indent=1))
     return summary
@@ -556,7 +668,8 @@ def _policy_catalogue(changes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows.values()), columns=["policy", "name", "queues"])
 
 
-def _disputes(rng, audits: pd.DataFrame, spec: SampleSpec, out: Path, exclude: set | None = None) -> None:
+def _disputes(rng, audits: pd.DataFrame, spec: SampleSpec, out: Path, exclude: set | None = None,
+              dropped: set | None = None) -> None:
     errors = audits[audits.error_severity != "none"]
     p = np.where(errors._false_flag, 0.45, 0.06)
     d = errors[rng.random(len(errors)) < p].copy()
@@ -571,6 +684,8 @@ def _disputes(rng, audits: pd.DataFrame, spec: SampleSpec, out: Path, exclude: s
     if exclude:  # after every draw, so that the other disputes stay those of the same seed
         d = d[~d.audit_id.isin(exclude)]
     d["dispute_id"] = [f"D-{i:06d}" for i in range(len(d))]
+    if dropped:  # after the ids too: a dispute of an error the planted auditor missed never happened
+        d = d[~d.audit_id.isin(dropped)]
     for ts in ("disputed_at", "resolved_at"):
         d[ts] = d[ts].dt.floor("s")
     d["folder"] = d.resolved_at.dt.strftime("%Y-%m")
@@ -630,6 +745,10 @@ def _readme(spec: SampleSpec, effects: dict) -> str:
         "",
         f"About {spec.bad_row_share:.1%} of audit rows per month are corrupted on purpose (one rule each)",
         "and one audit id is duplicated, so the validation gate has something to quarantine.",
+        "",
+        f"Policy experts re-audit {spec.reaudit_share:.0%} of each month's audits blind (`reaudits/YYYY-MM/`); their",
+        "answer is the truth. `.sample.json` holds, per month, the true error count and the audits whose",
+        "verdict the generator made wrong on purpose (`truth`).",
         "",
         "## Planted effects",
         "",

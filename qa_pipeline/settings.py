@@ -64,6 +64,23 @@ class Thresholds:
     report) in a scope only when the error comments holding it there were written by at least k
     distinct auditors about at least k distinct moderators; 1 turns the rule off."""
 
+    early_warning_months: int = 3
+    """Months before the month whose published error rates are each segment's early-warning baseline."""
+    early_warning_odds_ratio: float = 2.0
+    """The rise the early-warning CUSUM is tuned to detect: the odds of an error × this."""
+    early_warning_family_alpha: float = 0.05
+    """Chance that a month without change makes any early-warning chart signal (family-wise)."""
+    early_warning_simulations: int = 10_000
+    """Simulated in-control months per segment behind each early-warning threshold."""
+
+    min_reaudits: int = 100
+    """Fewest expert re-audits behind the audit process's sensitivity and specificity: with fewer,
+    `qa_reporting.accuracy_corrected` publishes no corrected figures (NULL, with a note)."""
+    reaudit_trailing_months: int = 0
+    """Months before the month whose re-audits are pooled with its own to estimate sensitivity and
+    specificity (0: the month's own re-audits only; more: narrower intervals, but a change of the
+    audit process within the window is averaged away)."""
+
     def max_invalid_fraction_for(self, input_name: str) -> float:
         """The quarantined-share limit of one raw input (`audits`, `roster`, `disputes`, …):
         `QA_MAX_INVALID_FRACTION_<INPUT>` when set, else `max_invalid_fraction`."""
@@ -120,3 +137,93 @@ def null_literals() -> tuple[str, ...]:
     match after trimming): in a required column the gate quarantines them (`<column>:null_literal`),
     in an optional one they read as missing."""
     return _names(os.environ.get("QA_NULL_LITERALS", DEFAULT_NULL_LITERALS))
+
+
+@dataclass(frozen=True)
+class Operations:
+    """How the deployment notices deliveries, watches deadlines and tells people (`qa_pipeline.operations`)."""
+
+    raw_sensor_interval_seconds: int = 60
+    """Seconds between two looks of `raw_delivery_sensor` at the raw folder (`QA_RAW_SENSOR_INTERVAL_SECONDS`)."""
+    raw_settle_seconds: float = 120.0
+    """A raw file modified less than this long ago is still being written: its month waits for a later
+    tick (`QA_RAW_SETTLE_SECONDS`)."""
+    publish_deadline_cron: str = "0 12 3 * *"
+    """The month just ended must be published by this cron tick, UTC (`QA_PUBLISH_DEADLINE_CRON`:
+    the 3rd at 12:00)."""
+    freshness_sensor_interval_seconds: int = 600
+    """Seconds between two evaluations of the publication deadline (`QA_FRESHNESS_SENSOR_INTERVAL_SECONDS`)."""
+    dagster_url: str = "http://127.0.0.1:3000"
+    """The Dagster UI's address as people open it: alerts link to `<it>/runs/<run id>` (`QA_DAGSTER_URL`)."""
+
+    @classmethod
+    def from_env(cls) -> Operations:
+        env = os.environ.get
+        return cls(
+            raw_sensor_interval_seconds=int(env("QA_RAW_SENSOR_INTERVAL_SECONDS", "60")),
+            raw_settle_seconds=float(env("QA_RAW_SETTLE_SECONDS", "120")),
+            publish_deadline_cron=env("QA_PUBLISH_DEADLINE_CRON", "0 12 3 * *"),
+            freshness_sensor_interval_seconds=int(env("QA_FRESHNESS_SENSOR_INTERVAL_SECONDS", "600")),
+            dagster_url=env("QA_DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/"),
+        )
+
+
+@dataclass(frozen=True)
+class AlertChannels:
+    """Where alerts go (`qa_pipeline.operations.alerts`): e-mail when `QA_ALERT_SMTP_HOST` is set,
+    Slack when `QA_SLACK_WEBHOOK_URL` is set, nowhere otherwise (the failures stay in the UI)."""
+
+    smtp_host: str = ""
+    smtp_port: int = 0
+    """0: the TLS mode's usual port (587 starttls, 465 ssl, 25 none)."""
+    smtp_tls: str = "starttls"
+    """`starttls` (upgrade the connection), `ssl` (TLS from the first byte) or `none`."""
+    smtp_user: str = ""
+    smtp_password: str = ""
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    slack_webhook_url: str = ""
+    timeout_seconds: float = 20.0
+
+    @property
+    def email(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def slack(self) -> bool:
+        return bool(self.slack_webhook_url)
+
+    @property
+    def any(self) -> bool:
+        return self.email or self.slack
+
+    def port(self) -> int:
+        return self.smtp_port or {"starttls": 587, "ssl": 465, "none": 25}[self.smtp_tls]
+
+    def problems(self) -> list[str]:
+        """What is missing or wrong in the configuration (empty when usable)."""
+        out = []
+        if self.smtp_tls not in ("starttls", "ssl", "none"):
+            out.append(f"QA_ALERT_SMTP_TLS={self.smtp_tls!r}: use starttls, ssl or none")
+        if self.email and not self.sender:
+            out.append("QA_ALERT_SMTP_HOST is set but QA_ALERT_FROM (the sender address) is not")
+        if self.email and not self.recipients:
+            out.append("QA_ALERT_SMTP_HOST is set but QA_ALERT_TO (comma-separated recipients) is empty")
+        if bool(self.smtp_user) != bool(self.smtp_password):
+            out.append("QA_ALERT_SMTP_USER and QA_ALERT_SMTP_PASSWORD go together: set both or neither")
+        return out
+
+    @classmethod
+    def from_env(cls) -> AlertChannels:
+        env = os.environ.get
+        return cls(
+            smtp_host=env("QA_ALERT_SMTP_HOST", "").strip(),
+            smtp_port=int(env("QA_ALERT_SMTP_PORT", "") or 0),
+            smtp_tls=env("QA_ALERT_SMTP_TLS", "starttls").strip().lower() or "starttls",
+            smtp_user=env("QA_ALERT_SMTP_USER", ""),
+            smtp_password=env("QA_ALERT_SMTP_PASSWORD", ""),
+            sender=env("QA_ALERT_FROM", "").strip(),
+            recipients=_names(env("QA_ALERT_TO", "")),
+            slack_webhook_url=env("QA_SLACK_WEBHOOK_URL", "").strip(),
+            timeout_seconds=float(env("QA_ALERT_TIMEOUT_SECONDS", "20")),
+        )

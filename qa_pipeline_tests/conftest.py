@@ -101,7 +101,8 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
 @pytest.fixture(scope="session")
 def sample_raw(tmp_path_factory) -> Path:
     """Six generated months with the planted effects (read-only: tests that change raw files copy
-    it first). Spike 2026-04, HS.2 change 2026-02-10, drift from 2026-03, EXP-01 2026-02..05."""
+    it first). Spike 2026-04, HS.2 change 2026-02-10, drift from 2026-03, EXP-01 2026-02..05,
+    auditor error (AUD-19) 2026-01; re-audits of 5 % of every month."""
     out = tmp_path_factory.mktemp("sample") / "raw"
     generate(SampleSpec(months=SAMPLE_MONTHS, audits_per_month=3000, seed=11), out)
     return out

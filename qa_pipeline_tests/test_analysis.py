@@ -164,6 +164,16 @@ def test_pareto_shares_sum_to_one_and_vital_few_reach_80_percent(sample_months):
         assert vital.share.sum() - vital.share.iloc[-1] < 0.8  # minimal: without the last it falls short
     overall = p[p.scope == "overall"]
     assert overall.errors.sum() == int(sample_months["2026-04"].is_error_final.sum())
+    # the drill-down's last step: each site × queue's causes, recounted from the audits
+    a = sample_months["2026-04"]
+    errors = a[a.is_error_final.astype(bool)]
+    expected = (errors.assign(root_cause=errors.root_cause.fillna("unknown"))
+                .groupby(["site", "queue", "root_cause"]).size())
+    cells = p[p.scope.str.startswith("site×queue:")]
+    site_queue = cells.scope.str.removeprefix("site×queue:").str.split("|", n=1)
+    got = pd.Series(cells.errors.to_numpy(), index=pd.MultiIndex.from_arrays(
+        [site_queue.str[0], site_queue.str[1], cells.root_cause], names=["site", "queue", "root_cause"]))
+    assert got.sort_index().to_dict() == expected.sort_index().astype("int64").to_dict()
 
 
 def test_the_drifting_auditor_is_flagged_after_the_drift_starts(sample_months):

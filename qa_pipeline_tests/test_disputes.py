@@ -72,9 +72,10 @@ def test_a_late_overturn_restates_the_month(raw_copy, pipeline):
 def test_overturn_rates_point_at_the_drifting_auditor(pipeline):
     for month in ("2026-03", "2026-04", "2026-05"):
         assert pipeline.run(month).success
-    dm = pipeline.table("qa_reporting.dispute_metrics")
-    auditors = dm[dm.dimension == "auditor_id"].groupby("segment")[["overturned", "resolved"]].sum()
+    dm = pipeline.table("qa_core.auditor_dispute_metrics")  # per auditor: restricted, not in qa_reporting
+    auditors = dm.groupby("auditor_id")[["overturned", "resolved"]].sum()
     assert auditors.overturned.idxmax() == "AUD-07"
+    assert set(pipeline.table("qa_reporting.dispute_metrics").dimension) == {"overall", "site", "queue"}
 
 
 def test_a_dispute_id_repeated_in_a_later_folder_is_quarantined(tmp_path):

@@ -106,16 +106,25 @@ def test_the_tables_come_from_engine_aggregates_with_the_hand_worked_figures(att
     # a 2–2 tie goes to the first site by code point, whatever the engine's collation
     assert (tie.site, tie.team_type, tie.tenure_band, tie.audits, tie.errors) == (ZAGREB, "in_house", "0-30", 4, 2)
 
-    dm = disputes.dispute_metrics(w.execute(disputes.dispute_counts(audits, MONTH)), MONTH)
-    assert dm.dimension.unique().tolist() == ["overall", "site", "queue", "auditor_id"]
+    dispute_counts = w.execute(disputes.dispute_counts(audits, MONTH))
+    dm = disputes.dispute_metrics(dispute_counts, MONTH)
+    assert dm.dimension.unique().tolist() == ["overall", "site", "queue"]
     got = dm.set_index(["dimension", "segment"])[["audits", "disputed", "resolved", "overturned",
                                                    "restated_audits"]]
     assert got.loc[("overall", "all")].tolist() == [5, 2, 2, 1, 1]
-    assert got.loc[("auditor_id", "AUD-1")].tolist() == [4, 1, 1, 1, 1]
-    assert got.loc[("auditor_id", "AUD-2")].tolist() == [1, 1, 1, 0, 0]
+    per_auditor = disputes.auditor_dispute_metrics(dispute_counts, MONTH).set_index("auditor_id")[
+        ["audits", "disputed", "resolved", "overturned", "restated_audits"]]
+    assert per_auditor.index.tolist() == ["AUD-1", "AUD-2"]
+    assert per_auditor.loc["AUD-1"].tolist() == [4, 1, 1, 1, 1]
+    assert per_auditor.loc["AUD-2"].tolist() == [1, 1, 1, 0, 0]
 
     pareto = rca.rca_pareto(w.execute(rca.root_cause_counts(audits)), MONTH)
-    assert pareto.scope.unique().tolist() == ["overall", "queue:hate_speech"]
+    scopes = pareto.scope.unique().tolist()
+    assert scopes[:2] == ["overall", "queue:hate_speech"]
+    assert all(s.startswith("site×queue:") and s.endswith("|hate_speech") for s in scopes[2:]) and scopes[2:]
+    cells = pareto[pareto.scope.str.startswith("site×queue:")].groupby("root_cause")["errors"].sum()
+    queue = pareto[pareto.scope == "queue:hate_speech"].set_index("root_cause")["errors"]
+    assert cells.sort_index().tolist() == queue.sort_index().tolist()  # the cells add up to their queue
     overall_causes = pareto[pareto.scope == "overall"]
     assert overall_causes.root_cause.tolist() == ["tooling", "unknown"]  # a 1–1 tie, by name
     assert overall_causes.vital_few.tolist() == [True, True] and overall_causes["rank"].tolist() == [1, 2]

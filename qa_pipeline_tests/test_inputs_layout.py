@@ -38,7 +38,7 @@ def _tree(root):
     write_csv(root / "roster" / "roster.CSV", [{"moderator_id": "M1"}])
     write_csv(root / "roster" / "roster.parquet", [{"moderator_id": "M1"}])  # a second copy (not Parquet inside)
     write_csv(root / "roster" / "roster_old.csv", [{"moderator_id": "M1"}])
-    write_csv(root / "reaudits" / "2026-03" / "r.csv", [{"x": 1}])
+    write_csv(root / "appeals" / "2026-03" / "r.csv", [{"x": 1}])
     write_csv(root / "stuff" / "y.csv", [{"x": 1}])
     (root / "README.md").write_text("# sample")
     (root / "notes.md").write_text("# notes")
@@ -83,7 +83,7 @@ def test_every_entry_no_input_reads_is_reported_with_its_reason(tmp_path):
         "calibration/2026-04/other.csv": (april, False),
         "roster/roster.parquet": (None, False),
         "roster/roster_old.csv": (None, False),
-        "reaudits/": (None, False),
+        "appeals/": (None, False),
         "stuff/": (None, False),
     }
     assert {p: v[:2] for p, v in got.items()} == expected_paths
@@ -94,7 +94,7 @@ def test_every_entry_no_input_reads_is_reported_with_its_reason(tmp_path):
     assert reasons["calibration/2026-03/summary.csv"] == "not a file this input reads (file names ratings* or gold*)"
     assert reasons["roster/roster.parquet"] == ("another copy of the same input: roster/roster.CSV is read "
                                                 "(the first in name order)")
-    assert reasons["reaudits/"].startswith("not an input folder of the raw layout")
+    assert reasons["appeals/"].startswith("not an input folder of the raw layout")
     assert reasons["audits/stray.csv"] == "a file directly in audits/: its files are read from audits/YYYY-MM/ only"
 
 

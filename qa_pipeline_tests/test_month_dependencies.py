@@ -61,10 +61,12 @@ def test_which_later_months_a_restated_month_refreshes():
     assert {"rca_drivers", "sampling_plan", "error_trends", "recommendations"} <= todo[date(2026, 3, 1)].assets
     assert "rca_drivers" not in todo[date(2026, 4, 1)].assets and "sampling_plan" in todo[date(2026, 4, 1)].assets
     assert "error_trends" in todo[date(2026, 8, 1)].assets and "error_trends" not in todo[date(2026, 9, 1)].assets
-    assert todo[date(2026, 9, 1)].assets == {"monthly_report", "report_site"}
+    # the report, the report site and the dashboard's snapshot (downstream of the site)
+    assert todo[date(2026, 9, 1)].assets == {"monthly_report", "report_site", "dashboard_snapshot"}
     for r in todo.values():  # never the month's own figures
         assert not r.assets & {"audits_clean", "quality_metrics", "month_publication", "validated_audits"}
-        assert r.assets & {"cross_month_publication"} or r.assets == {"monthly_report", "report_site"}
+        assert r.assets & {"cross_month_publication"} or r.assets == {"monthly_report", "report_site",
+                                                                      "dashboard_snapshot"}
     # months run in the same command in month order, and unpublished months, are not refreshed
     assert refreshes(_graph(), [date(2026, 2, 1)], published, skip={date(2026, 3, 1)})[0].month == date(2026, 4, 1)
     assert refreshes(_graph(), [date(2026, 2, 1)], {date(2026, 2, 1)}) == []
@@ -122,7 +124,9 @@ def test_restating_a_month_refreshes_the_later_month_that_reads_it(three_months,
 
     out = _cli(env, "run", "--month", "2026-02", "--quiet")
     assert "refreshing 1 later published month(s)" in out.stdout, out.stdout
-    assert "2026-03 (reads 2026-02: error_trends reads quality_metrics of the 6 months before" in out.stdout
+    assert "  2026-03 (reads 2026-02: " in out.stdout, out.stdout
+    assert "error_trends reads quality_metrics of the 6 months before" in out.stdout, out.stdout
+    assert "early_warning reads quality_metrics of the 3 months before" in out.stdout, out.stdout
     assert "2026-03 (refresh): ok" in out.stdout
 
     feb = _overall(_read(env, "qa_reporting.quality_metrics"), "2026-02")

@@ -15,6 +15,11 @@ import pytest
 from qa_pipeline.domain.recommendations import OWNERS, RULES, priority
 from qa_pipeline.resources.warehouse import dispose_engines
 from qa_pipeline_tests.conftest import Pipeline
+from qa_pipeline_tests.test_person_identifiers import (
+    identifiers_in,
+    person_ids,
+    schema_tables,
+)
 
 HOSTILE_NAME = "<script>alert('x')</script> nudges for ops.lead@example.com"
 FORMULA_NAME = '=HYPERLINK("http://x","y") layout'
@@ -76,12 +81,16 @@ def test_recommendations_send_each_finding_to_its_owner(published):
     assert ("segment_error_spike", "Training", "BPO-B Kuala Lumpur|hate_speech") in by_rule
     assert ("quality_drop_with_handle_time_drop", "Workforce Management", "BPO-B Kuala Lumpur|hate_speech") in by_rule
     assert ("policy_refresher", "Training", "PC-HS2-UPDATE") in by_rule
-    assert ("auditor_drift", "Quality", "AUD-07") in by_rule
+    people = published.table("qa_core.person_recommendations")  # findings about a person: restricted
+    people = people[pd.to_datetime(people.month) == pd.Timestamp("2026-04-01")]
+    assert ("auditor_drift", "Quality", "auditor", "AUD-07") in {
+        (r.rule, r.owner, r.person_role, r.person_id) for r in people.itertuples()}
+    assert not {r.rule for r in RULES if r.person} & set(april.rule)
     assert set(april.owner) <= set(OWNERS)
     assert not april.duplicated(["owner", "rule", "subject"]).any()
     spike = april[(april.rule == "segment_error_spike")].iloc[0]
     assert re.search(r"q = [\d.e-]+", spike.evidence) and "audits" in spike.evidence
-    drift = april[april.rule == "auditor_drift"].iloc[0]
+    drift = people[people.rule == "auditor_drift"].iloc[0]
     assert "z = +" in drift.evidence
     # priority follows impact, highest first within a priority
     for _, g in april.groupby("priority"):
@@ -141,6 +150,45 @@ def test_formulas_never_reach_qa_reporting_or_a_report(published):
     assert "&amp;lt;" not in md and "&amp;" not in md and "&amp;lt;" not in html
 
 
+def test_no_qa_reporting_table_holds_a_person_identifier(published):
+    """Contract §5, on a real run: no value of any `qa_reporting` table is (or names) a moderator,
+    auditor or rater id of the raw inputs; the same scan finds them in `qa_core`, where the
+    per-auditor dispute figures and the findings about a person are."""
+    ids = person_ids(published.raw_dir)
+    assert {"AUD-07", "MOD-1001"} <= ids and len(ids) > 100
+    reporting = schema_tables(published.warehouse, "qa_reporting")
+    assert {"qa_reporting.dispute_metrics", "qa_reporting.recommendations", "qa_reporting.calibration_agreement",
+            "qa_reporting.comment_themes", "qa_reporting.experiment_readout"} <= set(reporting)
+    assert all(len(reporting[t]) for t in ("qa_reporting.dispute_metrics", "qa_reporting.recommendations"))
+    assert identifiers_in(reporting, ids) == []
+    core = schema_tables(published.warehouse, "qa_core")
+    found = identifiers_in({t: core[t] for t in ("qa_core.auditor_dispute_metrics", "qa_core.person_recommendations")},
+                           ids)
+    assert any(".auditor_dispute_metrics.auditor_id: 'AUD-07'" in f for f in found)
+    assert any(".person_recommendations.finding: 'AUD-07 flags more" in f for f in found)
+
+
+def test_the_mbr_names_no_individual_and_the_quality_report_may(published):
+    """The MBR (business leaders) and the site index name no person; the Monthly Quality Report
+    (quality team) names the drifting auditor and the moderators below target, read from qa_core."""
+    ids = person_ids(published.raw_dir)
+    pages = {"index.html": (published.tmp / "reports" / "index.html").read_text(encoding="utf-8")}
+    pages |= {f"{m}/mbr.html": _report(published, m, "mbr.html") for m in ("2026-01", "2026-02", "2026-03", "2026-04")}
+    assert all("Top actions" in page for name, page in pages.items() if name != "index.html")
+    assert identifiers_in({name: pd.DataFrame({"page": [page]}) for name, page in pages.items()}, ids) == []
+    april_mbr = _report(published, "2026-04", "mbr.html")
+    assert april_mbr.count("<tr>") >= 8 + 2  # the scorecard and at least one top action: the scan read something
+    people = published.table("qa_core.person_recommendations")
+    april = people[pd.to_datetime(people.month) == pd.Timestamp("2026-04-01")]
+    moderators = set(april[april.person_role == "moderator"].person_id)
+    assert moderators
+    for name in ("quality_report.html", "quality_report.md"):
+        report = _report(published, "2026-04", name)
+        recs = report[report.index("ecommendations by owner"):]
+        assert "AUD-07" in recs and "about one auditor: for the quality team" in recs
+        assert all(m in recs for m in moderators)
+
+
 def test_report_runs_record_path_hash_and_status(published):
     runs = published.table("qa_reporting.report_runs").sort_values("month")
     assert [str(m)[:7] for m in runs.month] == ["2026-01", "2026-02", "2026-03", "2026-04"]
@@ -196,3 +244,19 @@ def test_the_report_loads_in_headless_chromium_with_no_failed_request_or_console
     assert failures == [] and console_errors == []
     assert all(not u.startswith("http") for u in requests), requests  # nothing from the network
     assert len(images) >= 4 and all(ok and width > 0 for ok, width in images)
+
+
+def test_the_report_shows_when_each_early_warning_first_signalled(published):
+    warnings = published.table("qa_reporting.early_warnings")
+    april = warnings[(pd.to_datetime(warnings.month) == pd.Timestamp("2026-04-01")) & warnings.signalled.astype(bool)]
+    spike = april[(april.dimension == "site×queue") & (april.segment == "BPO-B Kuala Lumpur|hate_speech")]
+    assert len(spike) == 1 and april["final"].all()
+    html = _report(published, "2026-04")
+    section = html[html.index('id="early-warning"'):html.index('id="trend"')]
+    md = _report(published, "2026-04", "quality_report.md")
+    md_section = md[md.index("## Early warning"):md.index("## Root causes")]
+    for r in april.itertuples():  # every signalled segment, with the day it first signalled
+        day = f"{pd.Timestamp(r.first_signal_date):%Y-%m-%d}"
+        assert f"<td>{day}</td><td>{r.dimension}</td><td>{r.segment}</td>" in section
+        assert f"| {day} | {r.dimension} | {r.segment.replace('|', chr(92) + '|')} |" in md_section
+    assert section.count("<tr>") == len(april) + 1

@@ -98,6 +98,8 @@ def test_spark_computes_the_month_duckdb_published(spark_cluster, pipeline, tmp_
                                       ["moderator_id"]),
         "qa_reporting.dispute_metrics": (dispute_logic.dispute_metrics(
             run(dispute_logic.dispute_counts(month_audits(MONTH), MONTH)), MONTH), ["dimension", "segment"]),
+        "qa_core.auditor_dispute_metrics": (dispute_logic.auditor_dispute_metrics(
+            run(dispute_logic.dispute_counts(month_audits(MONTH), MONTH)), MONTH), ["auditor_id"]),
         "qa_reporting.rca_pareto": (rca.rca_pareto(run(rca.root_cause_counts(month_audits(MONTH))), MONTH),
                                     ["scope", "root_cause"]),
         "qa_reporting.rca_drivers": (rca.rca_drivers(run(rca.driver_counts(month_audits(PREVIOUS))),

@@ -225,9 +225,11 @@ def disputes(context: dg.AssetExecutionContext, raw_store: RawStore, warehouse: 
     kinds={"sql", "ibis", "pandas"},
     deps=[audits_clean],
     description=(
-        "Dispute and overturn rates of the month's audits, overall and per site, queue and auditor "
-        "(a high overturn rate is a grader-quality signal), and the audits restated: overturned by "
-        "a dispute resolved after the month ended."
+        "Dispute and overturn rates of the month's audits, overall and per site and queue "
+        "(`qa_reporting.dispute_metrics`), and the audits restated: overturned by a dispute resolved "
+        "after the month ended. The same figures per auditor (a high overturn rate is a grader-quality "
+        "signal) go to `qa_core.auditor_dispute_metrics`: restricted, since `qa_reporting` holds no "
+        "person identifier. One query for both."
     ),
 )
 def dispute_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -235,7 +237,9 @@ def dispute_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> 
     month = attempt.month
     counts = warehouse.execute(dispute_logic.dispute_counts(month_audits(attempt, month), month))
     frame = dispute_logic.dispute_metrics(counts, month)
+    per_auditor = dispute_logic.auditor_dispute_metrics(counts, month)
     attempt.write("qa_reporting.dispute_metrics", frame)
+    attempt.write("qa_core.auditor_dispute_metrics", per_auditor)
     overall = frame[frame.dimension == "overall"]
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.dispute_metrics", frame,
@@ -243,4 +247,5 @@ def dispute_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> 
         dispute_rate=float(overall.dispute_rate.iloc[0]) if len(overall) else None,
         overturn_rate=float(overall.overturn_rate.iloc[0]) if len(overall) else None,
         restated_audits=int(overall.restated_audits.iloc[0]) if len(overall) else 0,
-    ))
+        auditors=len(per_auditor),
+    ) | {"person_level_table": dg.MetadataValue.text("qa_core.auditor_dispute_metrics (restricted)")})

@@ -131,6 +131,9 @@ def gate_checks(*, input_name: str, asset_key: str, attempt: Attempt, staged_tab
             "rows_read": dg.MetadataValue.int(n),
             "rows_quarantined": dg.MetadataValue.int(q),
             "quarantine_by_rule": dg.MetadataValue.md(by_rule.to_markdown(index=False)),
+            # the first failing rules as data: the alerts name them (operations.alerts)
+            "quarantine_rule_counts": dg.MetadataValue.json(
+                {str(r): int(n) for r, n in by_rule[["rule", "rows"]].head(10).itertuples(index=False)}),
             "staged_as": dg.MetadataValue.text(", ".join(attempt.staged_tables_of(staged_table))),
         },
     )

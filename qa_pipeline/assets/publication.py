@@ -13,23 +13,32 @@
 import dagster as dg
 import pandas as pd
 
-from qa_pipeline.assets.common import DATA_ENGINEERING, monthly_asset, run_attempt
+from qa_pipeline.assets import corrections
+from qa_pipeline.assets.common import (
+    DATA_ENGINEERING,
+    QualityConfig,
+    monthly_asset,
+    run_attempt,
+)
+from qa_pipeline.domain.corrections import tolerance
 from qa_pipeline.resources.warehouse import Warehouse
 
 MONTH_ASSETS = [
     "validated_audits", "roster", "disputes", "audits_clean", "quality_metrics", "moderator_quality",
     "dispute_metrics", "rca_pareto", "auditor_consistency", "comment_themes", "calibration_agreement",
-    "calibration_rater_scores",
+    "calibration_rater_scores", "person_recommendations", "reaudits",
 ]
 CROSS_MONTH_ASSETS = [
     "error_trends", "rca_drivers", "sampling_plan", "policy_change_impact", "experiment_readout", "recommendations",
+    "early_warning", "accuracy_corrected",
 ]
 
 MONTH_TABLES = [
     "qa_core.audits_quarantine", "qa_core.ingest_log", "qa_core.disputes", "qa_core.audits_clean",
     "qa_core.moderator_quality", "qa_core.auditor_consistency", "qa_core.calibration_rater_scores",
+    "qa_core.auditor_dispute_metrics", "qa_core.person_recommendations",
     "qa_reporting.quality_metrics", "qa_reporting.dispute_metrics", "qa_reporting.rca_pareto",
-    "qa_reporting.comment_themes", "qa_reporting.calibration_agreement",
+    "qa_reporting.comment_themes", "qa_reporting.calibration_agreement", "qa_core.reaudits",
 ]
 """Every table the month's own assets stage: a month publication missing one of them is refused."""
 
@@ -40,6 +49,8 @@ CROSS_MONTH_TABLES = {
     "policy_change_impact": "qa_reporting.policy_change_impact",
     "experiment_readout": "qa_reporting.experiment_readout",
     "recommendations": "qa_reporting.recommendations",
+    "early_warning": "qa_reporting.early_warnings",
+    "accuracy_corrected": "qa_reporting.accuracy_corrected",
 }
 """The table each cross-month asset stages: the publication requires those of the assets the run
 selected (a refresh of a later month runs only the assets that read the restated month)."""
@@ -57,10 +68,11 @@ def _summary(context: dg.AssetExecutionContext, published: dict[str, int], kept:
     }
 
 
-def _publish(context: dg.AssetExecutionContext, warehouse: Warehouse, required: list[str], what: str) -> dict:
+def _publish(context: dg.AssetExecutionContext, warehouse: Warehouse, required: list[str], what: str,
+             record=None) -> dict:
     attempt = run_attempt(context, warehouse)
     kept: dict[str, str] = {}
-    published = attempt.publish(required=required, kept=kept)
+    published = attempt.publish(required=required, kept=kept, record=record)
     context.log.info(f"{attempt.month:%Y-%m}: published {what}: {len(published)} tables, "
                      f"{sum(published.values()):,} rows, in one transaction")
     for table, run in kept.items():
@@ -78,11 +90,32 @@ def _publish(context: dg.AssetExecutionContext, warehouse: Warehouse, required: 
         "staged rows and the publication refuses any that failed, also when this step is re-executed "
         "alone); otherwise the previous version stays published and the staged rows stay readable in "
         "`qa_staging` until a later attempt publishes. Publications are serialised; recorded in "
-        "`qa_core.publications`."
+        "`qa_core.publications`. In the same transaction the corrections log: the headline figures "
+        "published (`qa_reporting.publication_history`), what they were computed from "
+        "(`qa_core.publication_fingerprints`) and each figure that changed since the month's previous "
+        "publication, with its cause (`qa_reporting.corrections`)."
     ),
+    check_specs=[dg.AssetCheckSpec(
+        corrections.HISTORY_CHECK, asset="month_publication",
+        description=("The publication history holds exactly the headline figures the publication made visible, "
+                     "and the month's corrections are exactly those its history and fingerprints imply."))],
 )
-def month_publication(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=_publish(context, warehouse, MONTH_TABLES, "the month's own figures"))
+def month_publication(context: dg.AssetExecutionContext, warehouse: Warehouse,
+                      quality_config: QualityConfig) -> dg.MaterializeResult:
+    attempt = run_attempt(context, warehouse)
+    recorded = corrections.Recorded()
+    try:
+        fingerprint = corrections.fingerprint(attempt, quality_config.thresholds())
+    except LookupError:  # nothing staged to fingerprint: the publication refuses, naming what is missing
+        fingerprint = None
+    record = None if fingerprint is None else corrections.recorder(attempt.month, attempt.run_id, fingerprint,
+                                                                    tolerance(), recorded)
+    meta = _publish(context, warehouse, MONTH_TABLES, "the month's own figures", record=record)
+    if len(recorded.corrections):
+        context.log.info(f"{attempt.month:%Y-%m}: {len(recorded.corrections)} published figure(s) corrected "
+                         f"({', '.join(sorted(set(recorded.corrections['cause'])))})")
+    return dg.MaterializeResult(metadata={**meta, **corrections.metadata(recorded)}, check_results=[
+        corrections.history_check(warehouse, attempt.month, recorded.published_at)])
 
 
 def selected_cross_month_tables(context: dg.AssetExecutionContext) -> list[str]:

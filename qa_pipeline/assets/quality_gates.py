@@ -36,6 +36,8 @@ CHECKED = {
     "policy_change_impact": ("qa_reporting.policy_change_impact", "whole"),
     "experiment_readout": ("qa_reporting.experiment_readout", "whole"),
     "sampling_plan": ("qa_reporting.sampling_plan", "next"),
+    "early_warning": ("qa_reporting.early_warnings", "same"),
+    "accuracy_corrected": ("qa_reporting.accuracy_corrected", "same"),
 }
 
 

@@ -22,6 +22,7 @@ from qa_pipeline.assets.common import (
     run_attempt,
     table_metadata,
 )
+from qa_pipeline.assets.corrections import report_corrections
 from qa_pipeline.assets.disputes import dispute_metrics
 from qa_pipeline.assets.impact import policy_change_impact
 from qa_pipeline.assets.metrics import moderator_quality, quality_metrics
@@ -43,12 +44,13 @@ REPORT_HISTORY_MONTHS = 12
 @monthly_asset(
     group="reporting", kinds={"pandas"},
     deps=[reads_months(quality_metrics, 1), reads_months("month_publication", 1), error_trends, rca_pareto,
-          moderator_quality, auditor_consistency, comment_themes, AGREEMENT.key, RATER_SCORES.key, dispute_metrics,
-          policy_change_impact],
-    description=("Findings turned into actions for Training, Product, Workforce Management, Enforcement "
-                 "Operations, Policy and Quality by the rule set in `domain/recommendations.py` (owner, "
-                 "trigger, threshold, templates, priority floor); each row carries its evidence and a "
-                 "priority by impact (excess errors against target)."),
+          comment_themes, AGREEMENT.key, policy_change_impact],
+    description=("Findings about segments, policies and processes turned into actions for Training, Product, "
+                 "Workforce Management, Enforcement Operations, Policy and Quality by the rule set in "
+                 "`domain/recommendations.py` (owner, trigger, threshold, templates, priority floor); each row "
+                 "carries its evidence and a priority by impact (excess errors against target). Reads "
+                 "`qa_reporting` tables only and names no person: findings about one person are "
+                 "`person_recommendations` (`qa_core`)."),
 )
 def recommendations(context: dg.AssetExecutionContext, warehouse: Warehouse,
                     quality_config: QualityConfig) -> dg.MaterializeResult:
@@ -62,11 +64,7 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: Warehouse,
         prev_quality_metrics=read("qa_reporting.quality_metrics", [previous_month(month)]),
         error_trends=read("qa_reporting.error_trends", [month]),
         rca_pareto=read("qa_reporting.rca_pareto", [month]),
-        moderator_quality=read("qa_core.moderator_quality", [month]),
-        auditor_consistency=read("qa_core.auditor_consistency", [month]),
         calibration_agreement=read("qa_reporting.calibration_agreement", [month]),
-        calibration_rater_scores=read("qa_core.calibration_rater_scores", [month]),
-        dispute_metrics=read("qa_reporting.dispute_metrics", [month]),
         policy_change_impact=changes_in_quarter(read("qa_reporting.policy_change_impact"), month),
         comment_themes=read("qa_reporting.comment_themes", [month]),
     )
@@ -76,6 +74,38 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: Warehouse,
     return dg.MaterializeResult(metadata=table_metadata(
         "qa_reporting.recommendations", frame, ["owner", "priority", "finding"],
         p1=int(frame["priority"].eq("P1").sum()), owners=int(frame["owner"].nunique()),
+    ))
+
+
+@monthly_asset(
+    group="reporting", kinds={"pandas"},
+    deps=[moderator_quality, auditor_consistency, RATER_SCORES.key, dispute_metrics],
+    description=("Findings about one person, each with its owner, evidence, action and priority by impact, by "
+                 "the person rules of `domain/recommendations.py`: a moderator below target (Training), a "
+                 "drifting or often overturned auditor (Quality), a rater below gold (Training). Restricted "
+                 "(`qa_core.person_recommendations`): the Monthly Quality Report shows them to the quality "
+                 "team; the MBR and `qa_reporting` name no individual. Reads the month's own figures only."),
+)
+def person_recommendations(context: dg.AssetExecutionContext, warehouse: Warehouse,
+                           quality_config: QualityConfig) -> dg.MaterializeResult:
+    attempt = run_attempt(context, warehouse)
+    month = attempt.month
+    t = quality_config.thresholds()
+    read = attempt.frame
+    tables = rules.PersonTables(
+        month=pd.Timestamp(month),
+        moderator_quality=read("qa_core.moderator_quality", [month]),
+        auditor_consistency=read("qa_core.auditor_consistency", [month]),
+        calibration_rater_scores=read("qa_core.calibration_rater_scores", [month]),
+        auditor_dispute_metrics=read("qa_core.auditor_dispute_metrics", [month]),
+    )
+    frame = rules.person_recommendations(tables, rules.RuleThresholds(target_accuracy=t.target_accuracy,
+                                                                        min_gold_accuracy=t.min_gold_accuracy))
+    attempt.write("qa_core.person_recommendations", frame)
+    by_role = frame["person_role"].value_counts()
+    return dg.MaterializeResult(metadata=table_metadata(
+        "qa_core.person_recommendations", frame, ["owner", "priority", "rule", "person_role", "impact"],
+        **{f"{role}s": int(by_role.get(role, 0)) for role in rules.PERSON_ROLES},
     ))
 
 
@@ -95,10 +125,14 @@ def _report_inputs(warehouse: Warehouse, month, target: float, docs_path: str) -
         policy_impact=changes_in_quarter(read("qa_reporting.policy_change_impact"), month),
         experiments=read("qa_reporting.experiment_readout"),
         recommendations=read("qa_reporting.recommendations", [month]),
+        person_recommendations=read("qa_core.person_recommendations", [month]),
         ingest_log=read("qa_core.ingest_log", [month]),
         quarantine_by_rule=content.quarantine_by_rule(read("qa_core.audits_quarantine", [month])),
         consistency=read("qa_core.auditor_consistency", [month]),
         data_docs_path=docs_path,
+        corrections=report_corrections(warehouse, month),
+        early_warnings=read("qa_reporting.early_warnings", [month]),
+        accuracy_corrected=read("qa_reporting.accuracy_corrected", [month]),
     )
 
 
@@ -132,7 +166,8 @@ def monthly_report(context: dg.AssetExecutionContext, warehouse: Warehouse, repo
     recs = inputs.recommendations
     top = content.records(recs.head(6), ["owner", "priority", "action", "finding"]) if len(recs) else []
     report_store.write(f"{key}/mbr.html", render("mbr.html.j2", month=h["month"], kpis=kpis, top_actions=top,
-                                                 restated=bool(h["restated_audits"])))
+                                                 restated=bool(h["restated_audits"]),
+                                                 corrections=ctx["corrections"]["count"]))
     digest = hashlib.sha256(html.encode("utf-8")).hexdigest()
     run = pd.DataFrame([{
         "month": pd.Timestamp(month), "report_path": path, "generated_at": pd.Timestamp(generated),

@@ -1,4 +1,10 @@
-"""Disputes: the final word on an audit, dispute and overturn rates, restatements."""
+"""Disputes: the final word on an audit, dispute and overturn rates, restatements.
+
+The month's dispute figures come from one query (`dispute_counts`) and are published in two
+places: per site and queue (and overall) in `qa_reporting.dispute_metrics`, which analysts read,
+and per auditor in `qa_core.auditor_dispute_metrics`, which is restricted: `qa_reporting` holds no
+person identifier (contract §5).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,14 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from qa_pipeline.domain.months import next_month
-from qa_pipeline.domain.segments import in_dimension_order, per_segment
+from qa_pipeline.domain.segments import dimension_name, in_dimension_order, per_segment
 from qa_pipeline.stats.proportions import safe_rate
 
-DISPUTE_DIMENSIONS: list[tuple[str, ...]] = [(), ("site",), ("queue",), ("auditor_id",)]
+AUDITOR = ("auditor_id",)
+REPORTING_DIMENSIONS: list[tuple[str, ...]] = [(), ("site",), ("queue",)]
+"""The dimensions of `qa_reporting.dispute_metrics`: none names a person."""
+DISPUTE_DIMENSIONS: list[tuple[str, ...]] = [*REPORTING_DIMENSIONS, AUDITOR]
+COUNTS = ["audits", "disputed", "resolved", "overturned", "restated_audits"]
 
 
 def restated_audits(audits: ir.Table, month) -> ir.BooleanColumn:
@@ -22,8 +32,8 @@ def restated_audits(audits: ir.Table, month) -> ir.BooleanColumn:
 
 
 def dispute_counts(audits: ir.Table, month) -> ir.Table:
-    """SQL of `dispute_metrics`: one row per dimension (overall, site, queue, auditor) × segment
-    with the audits, disputed (any dispute), resolved, overturned and restated audits."""
+    """SQL of the month's dispute figures: one row per dimension (overall, site, queue, auditor) ×
+    segment with the audits, disputed (any dispute), resolved, overturned and restated audits."""
     def counts(t: ir.Table) -> dict[str, ir.Scalar]:
         disputed = t.dispute_outcome.notnull()
         return {
@@ -36,12 +46,26 @@ def dispute_counts(audits: ir.Table, month) -> ir.Table:
     return per_segment(audits, DISPUTE_DIMENSIONS, counts)
 
 
-def dispute_metrics(counts: pd.DataFrame, month) -> pd.DataFrame:
-    """`qa_reporting.dispute_metrics` from `dispute_counts`: per dimension (overall, site, queue,
-    auditor, in that order) and segment (by code point)."""
-    out = in_dimension_order(counts, DISPUTE_DIMENSIONS)
-    out = out[["dimension", "segment", "audits", "disputed", "resolved", "overturned", "restated_audits"]]
+def _rates(out: pd.DataFrame, month) -> pd.DataFrame:
     out["dispute_rate"] = safe_rate(out["disputed"], out["audits"])
     out["overturn_rate"] = safe_rate(out["overturned"], out["resolved"])
     out.insert(0, "month", pd.Timestamp(month))
     return out
+
+
+def dispute_metrics(counts: pd.DataFrame, month) -> pd.DataFrame:
+    """`qa_reporting.dispute_metrics` from `dispute_counts`: per dimension (overall, site, queue,
+    in that order) and segment (by code point). The per-auditor rows are not among them (see
+    `auditor_dispute_metrics`)."""
+    counts = counts[counts["dimension"] != dimension_name(AUDITOR)]
+    out = in_dimension_order(counts, REPORTING_DIMENSIONS)
+    return _rates(out[["dimension", "segment", *COUNTS]], month)
+
+
+def auditor_dispute_metrics(counts: pd.DataFrame, month) -> pd.DataFrame:
+    """`qa_core.auditor_dispute_metrics` from `dispute_counts`: the same figures per auditor (by
+    auditor id, code point order). Restricted: a high overturn rate is a grader-quality signal
+    about a person."""
+    rows = counts[counts["dimension"] == dimension_name(AUDITOR)]
+    out = in_dimension_order(rows, [AUDITOR]).rename(columns={"segment": "auditor_id"})
+    return _rates(out[["auditor_id", *COUNTS]], month)

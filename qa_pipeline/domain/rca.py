@@ -10,6 +10,7 @@ from qa_pipeline.domain.segments import dimension_name, per_segment
 
 VITAL_FEW_SHARE = 0.80
 UNKNOWN_CAUSE = "unknown"
+SITE_QUEUE_SCOPE = "site×queue"
 MIN_CHANGE_FOR_SHARE = 0.001
 DRIVER_DIMENSIONS: list[tuple[str, ...]] = [
     ("site",), ("queue",), ("policy",), ("team_type",), ("tenure_band",), ("content_type",), ("site", "queue"),
@@ -17,23 +18,28 @@ DRIVER_DIMENSIONS: list[tuple[str, ...]] = [
 
 
 def root_cause_counts(audits: ir.Table) -> ir.Table:
-    """SQL of `rca_pareto`: errors (`is_error_final`) per queue × root cause; a missing root
+    """SQL of `rca_pareto`: errors (`is_error_final`) per site × queue × root cause; a missing root
     cause counts as `unknown`."""
     e = audits.filter(audits.is_error_final)
     e = e.mutate(root_cause=e.root_cause.fill_null(UNKNOWN_CAUSE))
-    return e.group_by(["queue", "root_cause"]).aggregate(errors=e.count())
+    return e.group_by(["site", "queue", "root_cause"]).aggregate(errors=e.count())
 
 
 def rca_pareto(counts: pd.DataFrame, month) -> pd.DataFrame:
-    """`qa_reporting.rca_pareto` from `root_cause_counts`: errors by root cause, overall and per
-    queue (queues by code point), largest first, ties by cause name.
+    """`qa_reporting.rca_pareto` from `root_cause_counts`: errors by root cause, overall, per queue
+    (`queue:<queue>`, queues by code point) and per site × queue (`site×queue:<site>|<queue>`, the
+    segment naming of `quality_metrics`: the last step of a drill-down from a site to its queues),
+    largest first, ties by cause name.
 
     The vital few are the causes needed to reach 80 % of errors: every cause whose preceding
     cumulative share is still below 0.8 (so the cause that crosses 80 % is included).
     """
-    counts = counts.assign(root_cause=counts["root_cause"].astype("str"), queue=counts["queue"].astype("str"))
+    counts = counts.assign(root_cause=counts["root_cause"].astype("str"), queue=counts["queue"].astype("str"),
+                           site=counts["site"].astype("str"))
     scopes = [("overall", counts.groupby("root_cause")["errors"].sum())] + [
-        (f"queue:{q}", g.groupby("root_cause")["errors"].sum()) for q, g in counts.groupby("queue", sort=True)]
+        (f"queue:{q}", g.groupby("root_cause")["errors"].sum()) for q, g in counts.groupby("queue", sort=True)] + [
+        (f"{SITE_QUEUE_SCOPE}:{s}|{q}", g.groupby("root_cause")["errors"].sum())
+        for (s, q), g in counts.groupby(["site", "queue"], sort=True)]
     parts = []
     for scope, by_cause in scopes:
         # ties broken by name, so the order is reproducible

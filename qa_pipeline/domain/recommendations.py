@@ -4,6 +4,11 @@ The rule set is data: `RULES` lists, per rule, the owner, the trigger (a functio
 published tables that returns the findings), the threshold it uses, the message templates and a
 priority floor. Impact is measured in excess errors against target (or, for graders, excess
 flags against peers), so that "P1" means "this is where most avoidable errors are".
+
+A rule is about a segment, a policy or a process (`qa_reporting.recommendations`, which analysts
+and the MBR read) or about one person — a moderator, an auditor, a rater (`Rule.person`; published
+in `qa_core.person_recommendations`, restricted, shown in the Monthly Quality Report only), so that
+`qa_reporting` holds no person identifier (contract §5).
 """
 
 from __future__ import annotations
@@ -19,24 +24,35 @@ from qa_pipeline.domain.redaction import redact_text
 OWNERS = ["Training", "Product", "Workforce Management", "Enforcement Operations", "Policy", "Quality"]
 CRITICAL_POLICY_FAMILIES = ("MS.", "VE.", "SH.")
 COLUMNS = ["month", "owner", "priority", "impact", "rule", "subject", "finding", "evidence", "action"]
+PERSON_COLUMNS = ["month", "owner", "priority", "impact", "rule", "person_role", "person_id", "finding", "evidence",
+                  "action"]
+PERSON_ROLES = ("moderator", "auditor", "rater")
 
 
 @dataclass(frozen=True)
 class MonthTables:
-    """The published tables a month's recommendations read (this month unless said otherwise)."""
+    """The published tables the month's findings about segments, policies and processes read
+    (this month unless said otherwise): `qa_reporting` tables only."""
 
     month: pd.Timestamp
     quality_metrics: pd.DataFrame
     prev_quality_metrics: pd.DataFrame
     error_trends: pd.DataFrame
     rca_pareto: pd.DataFrame
-    moderator_quality: pd.DataFrame
-    auditor_consistency: pd.DataFrame
     calibration_agreement: pd.DataFrame
-    calibration_rater_scores: pd.DataFrame
-    dispute_metrics: pd.DataFrame
     policy_change_impact: pd.DataFrame
     comment_themes: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class PersonTables:
+    """The month's person-level tables (`qa_core`) the findings about one person read."""
+
+    month: pd.Timestamp
+    moderator_quality: pd.DataFrame
+    auditor_consistency: pd.DataFrame
+    calibration_rater_scores: pd.DataFrame
+    auditor_dispute_metrics: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class Rule:
     evidence: str
     action: str
     floor: str = "P3"  # the lowest priority this rule may get
+    person: str | None = None  # the role of the person a finding is about; None: a segment, policy, process
 
 
 def _pct(x: float) -> str:
@@ -67,7 +84,7 @@ def _month_of(frame: pd.DataFrame, month: pd.Timestamp) -> pd.DataFrame:
 
 # --- triggers -------------------------------------------------------------------------------------
 
-def moderators_below_target(t: MonthTables, th) -> list[dict]:
+def moderators_below_target(t: PersonTables, th) -> list[dict]:
     m = t.moderator_quality[t.moderator_quality["below_target"].astype(bool)]
     return [dict(subject=r.moderator_id, moderator_id=r.moderator_id, site=r.site, audits=int(r.audits),
                  errors=int(r.errors), accuracy=_pct(r.accuracy), lo=_pct(r.accuracy_ci_low),
@@ -98,7 +115,8 @@ def harmful_policy_changes(t: MonthTables, th) -> list[dict]:
 
 
 def tooling_causes(t: MonthTables, th) -> list[dict]:
-    p = t.rca_pareto[(t.rca_pareto["root_cause"] == "tooling") & (t.rca_pareto["errors"] >= 5)]
+    scoped = t.rca_pareto["scope"].eq("overall") | t.rca_pareto["scope"].str.startswith("queue:")
+    p = t.rca_pareto[scoped & (t.rca_pareto["root_cause"] == "tooling") & (t.rca_pareto["errors"] >= 5)]
     # overall at the threshold; a queue only when tooling weighs twice as much there
     needed = np.where(p["scope"] == "overall", th.tooling_share, 2 * th.tooling_share)
     p = p[p["share"] >= needed]
@@ -159,7 +177,7 @@ def low_calibration(t: MonthTables, th) -> list[dict]:
                  impact=float(r.cases) * (1 - float(r.percent_agreement))) for r in low.itertuples()]
 
 
-def raters_below_gold(t: MonthTables, th) -> list[dict]:
+def raters_below_gold(t: PersonTables, th) -> list[dict]:
     s = t.calibration_rater_scores
     if s.empty:
         return []
@@ -171,7 +189,7 @@ def raters_below_gold(t: MonthTables, th) -> list[dict]:
                  impact=float(r.cases) * (th.min_gold_accuracy - float(r.acc))) for r in per.itertuples()]
 
 
-def drifting_auditors(t: MonthTables, th) -> list[dict]:
+def drifting_auditors(t: PersonTables, th) -> list[dict]:
     d = t.auditor_consistency[t.auditor_consistency["drift"].astype(bool)]
     return [dict(subject=r.auditor_id, auditor=r.auditor_id, flag=_pct(r.flag_rate), expected=_pct(r.expected_rate),
                  z=f"{r.z_score:+.1f}", audits=int(r.audits), overturned=int(r.overturned), disputed=int(r.disputed),
@@ -179,10 +197,10 @@ def drifting_auditors(t: MonthTables, th) -> list[dict]:
                  impact=abs(float(r.flag_rate) - float(r.expected_rate)) * float(r.audits)) for r in d.itertuples()]
 
 
-def high_overturn_auditors(t: MonthTables, th) -> list[dict]:
-    d = t.dispute_metrics[(t.dispute_metrics["dimension"] == "auditor_id") & (t.dispute_metrics["resolved"] >= th.min_resolved)
-                          & (t.dispute_metrics["overturn_rate"] >= th.overturn_rate)]
-    return [dict(subject=r.segment, auditor=r.segment, overturned=int(r.overturned), resolved=int(r.resolved),
+def high_overturn_auditors(t: PersonTables, th) -> list[dict]:
+    d = t.auditor_dispute_metrics
+    d = d[(d["resolved"] >= th.min_resolved) & (d["overturn_rate"] >= th.overturn_rate)]
+    return [dict(subject=r.auditor_id, auditor=r.auditor_id, overturned=int(r.overturned), resolved=int(r.resolved),
                  rate=_pct(r.overturn_rate), impact=float(r.overturned)) for r in d.itertuples()]
 
 
@@ -225,7 +243,7 @@ RULES: list[Rule] = [
          "moderator accuracy upper 95 % bound < target, ≥ min_moderator_audits audits",
          "{moderator_id} ({site}) is below target: accuracy {accuracy}",
          "{errors} errors in {audits} audits; 95 % CI {lo}–{hi} against a {target} target",
-         "1:1 coaching for {moderator_id} on the month's error cases", "P3"),
+         "1:1 coaching for {moderator_id} on the month's error cases", "P3", person="moderator"),
     Rule("tooling_defects", "Product", tooling_causes, "tooling share of errors ≥ 10 % (≥ 5 errors)",
          "Tooling causes {share} of errors in {scope}",
          "{errors} errors with root cause tooling; themes in auditor comments: {terms}",
@@ -246,16 +264,20 @@ RULES: list[Rule] = [
     Rule("rater_below_gold", "Training", raters_below_gold, "rater accuracy vs gold < min_gold_accuracy",
          "{rater} disagrees with gold in calibration: {acc}",
          "{acc} of ratings match gold over {sessions} session(s) and {cases} cases (threshold {threshold})",
-         "Pair {rater} with a senior auditor before they audit again", "P3"),
+         "Pair {rater} with a senior auditor before they audit again", "P3", person="rater"),
     Rule("auditor_drift", "Quality", drifting_auditors, "|z| > 3 with ≥ 100 audits",
          "{auditor} flags {direction} errors than peers: {flag} vs {expected} expected",
          "z = {z} on {audits} audits; {overturned} of {disputed} disputed audits overturned",
-         "Re-calibrate {auditor} and double-review a sample of their audits", "P2"),
+         "Re-calibrate {auditor} and double-review a sample of their audits", "P2", person="auditor"),
     Rule("high_overturn_rate", "Quality", high_overturn_auditors, "overturn rate ≥ 50 % with ≥ 5 resolved disputes",
          "{auditor}'s audits are often overturned on dispute: {rate}",
          "{overturned} of {resolved} resolved disputes overturned",
-         "Review {auditor}'s overturned audits in the next calibration session", "P2"),
+         "Review {auditor}'s overturned audits in the next calibration session", "P2", person="auditor"),
 ]
+SEGMENT_RULES = [r for r in RULES if r.person is None]
+"""Findings about segments, policies and processes: `qa_reporting.recommendations`."""
+PERSON_RULES = [r for r in RULES if r.person is not None]
+"""Findings about one person: `qa_core.person_recommendations`."""
 
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3}
 
@@ -265,21 +287,42 @@ def priority(impact: float, floor: str) -> str:
     return min(by_impact, floor, key=PRIORITY_RANK.get)
 
 
-def recommendations(tables: MonthTables, thresholds: RuleThresholds, rules: list[Rule] = RULES) -> pd.DataFrame:
-    """`qa_reporting.recommendations`: one row per (owner, rule, subject), highest impact first."""
+def _findings(tables, thresholds: RuleThresholds, rules: list[Rule]) -> pd.DataFrame:
+    """One row per (owner, rule, subject), highest impact first."""
     rows = []
     for rule in rules:
         for f in rule.trigger(tables, thresholds):
             impact = round(float(f["impact"]), 2)
             rows.append({
                 "month": tables.month, "owner": rule.owner, "priority": priority(impact, rule.floor),
-                "impact": impact, "rule": rule.rule, "subject": str(f["subject"]),
+                "impact": impact, "rule": rule.rule, "person_role": rule.person, "subject": str(f["subject"]),
                 "finding": redact_text(rule.finding.format(**f)),
                 "evidence": redact_text(rule.evidence.format(**f)),
                 "action": redact_text(rule.action.format(**f)),
             })
-    out = pd.DataFrame(rows, columns=COLUMNS)
+    out = pd.DataFrame(rows, columns=[*COLUMNS, "person_role"])
     out = out.drop_duplicates(["owner", "rule", "subject"])
     out["_rank"] = out["priority"].map(PRIORITY_RANK)
     out = out.sort_values(["_rank", "impact", "owner", "subject"], ascending=[True, False, True, True])
     return out.drop(columns="_rank").reset_index(drop=True)
+
+
+def recommendations(tables: MonthTables, thresholds: RuleThresholds,
+                    rules: list[Rule] = SEGMENT_RULES) -> pd.DataFrame:
+    """`qa_reporting.recommendations`: the findings about segments, policies and processes, one row
+    per (owner, rule, subject), highest impact first."""
+    if any(r.person for r in rules):
+        raise ValueError(f"rules about a person go to qa_core.person_recommendations, not qa_reporting: "
+                         f"{[r.rule for r in rules if r.person]}")
+    return _findings(tables, thresholds, rules)[COLUMNS]
+
+
+def person_recommendations(tables: PersonTables, thresholds: RuleThresholds,
+                           rules: list[Rule] = PERSON_RULES) -> pd.DataFrame:
+    """`qa_core.person_recommendations`: the findings about one moderator, auditor or rater, one
+    row per (rule, person), highest impact first."""
+    if not all(r.person for r in rules):
+        raise ValueError(f"person_recommendations takes rules about a person only: "
+                         f"{[r.rule for r in rules if not r.person]}")
+    out = _findings(tables, thresholds, rules).rename(columns={"subject": "person_id"})
+    return out[PERSON_COLUMNS]

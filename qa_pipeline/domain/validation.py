@@ -167,6 +167,12 @@ class InputSpec:
     references: tuple[Reference, ...] = ()
     null_literals: tuple[str, ...] | None = None
     """Cell values that stand for missing; None: `QA_NULL_LITERALS` (settings.null_literals)."""
+    also_unique: tuple[str, ...] = ()
+    """Other columns each unique on its own (`<column>:duplicate`, the first read kept): a re-audit's
+    `audit_id` (one expert answer per decision)."""
+    row_rules: tuple = ()
+    """Rules that compare a row with another input's row (a re-audit with its audit), from the run's
+    context: each is called with the typed frame and returns failures (row, column, rule, reason)."""
 
     def with_context(self, **context) -> InputSpec:
         """The spec with the run's context: `policies`, `today`, `references`, `null_literals`."""
@@ -244,8 +250,17 @@ POLICIES = InputSpec(
     columns=list(raw_schemas.PolicyCatalogueEntry.to_schema().columns),
     unique_key="policy",
 )
+REAUDITS = InputSpec(
+    name="reaudits",
+    model=raw_schemas.ReauditRecord,
+    columns=list(raw_schemas.ReauditRecord.to_schema().columns),
+    timestamps=["reaudited_at"],
+    unique_key="reaudit_id",
+    also_unique=("audit_id",),
+    policy_columns=("policy_reviewer",),
+)
 INPUTS = {s.name: s for s in (AUDITS, ROSTER, DISPUTES, CALIBRATION_RATINGS, CALIBRATION_GOLD, POLICY_CHANGES,
-                              EXPERIMENTS, ASSIGNMENTS, POLICIES)}
+                              EXPERIMENTS, ASSIGNMENTS, POLICIES, REAUDITS)}
 """Every raw input's spec by name (an input added later adds its spec here)."""
 
 
@@ -535,7 +550,7 @@ def check_rows(raw: pd.DataFrame, spec: InputSpec, folder_month: date | None) ->
 
     `raw` holds the rows as read (text columns as in the file, Parquet columns as typed). Returns
     the typed frame (the spec's columns, index 0..n-1) and one failure per (row, rule) with `row`
-    the row's position in `raw`, in rule order: parse, model, catalogue, date, references, folder
+    the row's position in `raw`, in rule order: parse, model, catalogue, date, references, row rules, folder
     month. A CSV line the reader could not use (`LINE_RULE`) has that one failure and no other. The
     same function runs over a whole file (`run_gate`) and over each chunk of a file
     (`streaming_gate`); cross-row rules (duplicates, ids published earlier) are not applied here.
@@ -551,7 +566,8 @@ def check_rows(raw: pd.DataFrame, spec: InputSpec, folder_month: date | None) ->
         model_fail = model_fail[~pd.Series(redundant, index=model_fail.index)]
     failures = _concat_failures([
         parse_fail, model_fail, _policy_failures(parsed, spec), _future_failures(parsed, spec),
-        _reference_failures(parsed, spec), _folder_month_failures(parsed, spec.folder_month_column, folder_month),
+        _reference_failures(parsed, spec), *(rule(parsed) for rule in spec.row_rules),
+        _folder_month_failures(parsed, spec.folder_month_column, folder_month),
     ])
     line_rows, line_fail = _line_failures(raw)
     if len(line_rows):
@@ -594,7 +610,7 @@ def run_gate(
         parsed[SOURCE_FILE] = pd.Series(dtype="str")
         parsed[SOURCE_ROW] = pd.Series(dtype="int64")
     # a CSV line the reader could not use has no values (all missing): no cross-row rule sees it
-    cross = [_duplicate_failures(parsed, spec.unique_key)]
+    cross = [_duplicate_failures(parsed, spec.unique_key), *(_duplicate_failures(parsed, c) for c in spec.also_unique)]
     if isinstance(spec.unique_key, str):
         cross.append(_published_failures(parsed, spec.unique_key, published_ids))
     failures = _concat_failures([*local_parts, *cross])

@@ -1,7 +1,9 @@
 """What the monthly report says, assembled from published tables only.
 
 Every statement in the report comes from a row of a `qa_reporting` table (or `qa_core` aggregates
-that carry no personal text), and every text value is redacted again here and neutralised for
+that carry no personal text: the Monthly Quality Report is for the quality team and may name a
+moderator, auditor or rater, from `qa_core`; the MBR reads `qa_reporting` only and names no
+individual), and every text value is redacted again here and neutralised for
 spreadsheets (a report table pasted into Excel runs no formula), so that nothing personal or
 executable reaches a report even if a table upstream changes. Escaping for HTML or Markdown is the
 renderer's (`reports.render`), once.
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from qa_pipeline.domain.recommendations import PRIORITY_RANK
 from qa_pipeline.domain.redaction import neutralise_formula, redact_text
 from qa_pipeline.reports import charts
 
@@ -37,6 +40,10 @@ class ReportInputs:
     quarantine_by_rule: pd.DataFrame
     consistency: pd.DataFrame
     data_docs_path: str
+    person_recommendations: pd.DataFrame | None = None  # qa_core: findings about one person
+    corrections: pd.DataFrame | None = None  # qa_reporting.corrections the report lists (assets/corrections.py)
+    early_warnings: pd.DataFrame | None = None  # qa_reporting.early_warnings of the month
+    accuracy_corrected: pd.DataFrame | None = None  # qa_reporting.accuracy_corrected of the month
 
 
 def _clean(value):
@@ -167,6 +174,89 @@ def restated_months(inputs: ReportInputs) -> list[dict]:
     return [{"month": pd.Timestamp(r.month).strftime("%Y-%m"), "audits": int(r.restated_audits)} for r in d.itertuples()]
 
 
+def quality_team_recommendations(inputs: ReportInputs) -> pd.DataFrame:
+    """What the Monthly Quality Report lists by owner: the findings about segments, policies and
+    processes (`qa_reporting.recommendations`) and those about one person (`qa_core`, with their
+    `person_role`), highest priority and impact first, as the rule set orders them."""
+    recs = inputs.recommendations.assign(person_role=None)
+    people = inputs.person_recommendations
+    if people is None or people.empty:
+        return recs  # already in the rule set's order
+    people = people.rename(columns={"person_id": "subject"})
+    recs = pd.concat([recs, people[list(recs.columns)]], ignore_index=True) if len(recs) else people
+    recs = recs.assign(_rank=recs["priority"].map(PRIORITY_RANK))
+    recs = recs.sort_values(["_rank", "impact", "owner", "subject"], ascending=[True, False, True, True])
+    return recs.drop(columns="_rank").reset_index(drop=True)
+
+
+def early_warning(inputs: ReportInputs) -> dict:
+    """The segments whose early-warning chart signalled in the month, earliest signal first, and
+    how many charts were monitored."""
+    w = inputs.early_warnings
+    if w is None or w.empty:
+        return {"monitored": 0, "rows": []}
+    hit = w[w["signalled"].fillna(False).astype(bool)].rename(
+        columns={"audits_to_date": "audits", "errors_to_date": "errors"})
+    hit["first_signal"] = pd.to_datetime(hit["first_signal_date"]).dt.strftime("%Y-%m-%d")
+    hit["error_rate"] = hit["errors"] / hit["audits"].where(hit["audits"] > 0)
+    hit = hit.sort_values(["first_signal", "dimension", "segment"])
+    return {"monitored": int(w["threshold"].notna().sum()),
+            "rows": records(hit, ["first_signal", "dimension", "segment", "baseline_error_rate", "error_rate",
+                                  "audits", "errors", "cusum_max", "threshold"])}
+
+
+def accuracy_corrected(inputs: ReportInputs) -> dict:
+    """Accuracy corrected for the audit process's own errors (expert re-audits), overall and per
+    site, with the audit process's sensitivity and specificity, or why there is no correction."""
+    a = inputs.accuracy_corrected
+    if a is None or a.empty:
+        return {"available": False, "rows": []}
+    a = a.assign(observed_accuracy=1.0 - a["observed_error_rate"],
+                 reaudit_accuracy=1.0 - a["reaudit_error_rate"],
+                 reaudit_accuracy_ci_low=1.0 - a["reaudit_ci_high"],
+                 reaudit_accuracy_ci_high=1.0 - a["reaudit_ci_low"])
+    overall = a[a["dimension"] == "overall"]
+    head = overall.iloc[0] if len(overall) else a.iloc[0]
+    note = head["note"] if isinstance(head["note"], str) and head["note"] else None
+    shown = a[a["dimension"].isin(["overall", "site"])]
+    return {
+        "available": True, "note": note, "reaudits": int(head["reaudits"]),
+        "reaudit_months": int(head["reaudit_months"]), "sensitivity": _clean(head["sensitivity"]),
+        "specificity": _clean(head["specificity"]),
+        "rows": records(shown, ["dimension", "segment", "audits", "observed_accuracy", "corrected_accuracy",
+                                "corrected_accuracy_ci_low", "corrected_accuracy_ci_high", "segment_reaudits",
+                                "reaudit_accuracy", "reaudit_accuracy_ci_low", "reaudit_accuracy_ci_high"]),
+    }
+
+
+COUNT_METRICS = ("audits", "errors", "critical_errors")
+CORRECTIONS_SHOWN = 40
+
+
+def corrections(inputs: ReportInputs) -> dict:
+    """The figures of earlier months corrected since the previous report (overall figures first):
+    at most `CORRECTIONS_SHOWN` rows, with the total and the months."""
+    log = inputs.corrections
+    if log is None or log.empty:
+        return {"count": 0, "months": [], "rows": [], "more": 0}
+    from qa_pipeline.reports.render import pct
+
+    def text(metric: str, value) -> str:
+        if value is None or pd.isna(value):
+            return "–"
+        return f"{int(value):,}" if metric in COUNT_METRICS else pct(float(value), 2)
+
+    shown = log.head(CORRECTIONS_SHOWN).assign(
+        month=lambda x: pd.to_datetime(x["month"]).dt.strftime("%Y-%m"),
+        published=lambda x: pd.to_datetime(x["published_at"], utc=True).dt.strftime("%Y-%m-%d %H:%M UTC"))
+    shown["previous_text"] = [text(m, v) for m, v in zip(shown["metric"], shown["previous_value"], strict=True)]
+    shown["new_text"] = [text(m, v) for m, v in zip(shown["metric"], shown["new_value"], strict=True)]
+    months = sorted(pd.to_datetime(log["month"]).dt.strftime("%Y-%m").unique())
+    return {"count": int(len(log)), "months": months, "more": int(len(log) - len(shown)),
+            "rows": records(shown, ["month", "dimension", "segment", "metric", "previous_text", "new_text",
+                                    "cause", "cause_detail", "published"])}
+
+
 def build(inputs: ReportInputs) -> tuple[dict, dict[str, bytes]]:
     """The report context and its charts (PNG bytes by file name)."""
     month_rows = _at(inputs.history, inputs.month)
@@ -177,13 +267,15 @@ def build(inputs: ReportInputs) -> tuple[dict, dict[str, bytes]]:
     }
     if len(inputs.pareto):
         pngs["pareto_root_causes.png"] = charts.pareto_chart(inputs.pareto)
-    recs = inputs.recommendations
-    owners = {owner: records(g, ["priority", "impact", "finding", "evidence", "action"])
+    recs = quality_team_recommendations(inputs)
+    owners = {owner: records(g, ["priority", "impact", "finding", "evidence", "action", "person_role"])
               for owner, g in recs.groupby("owner", sort=False)} if len(recs) else {}
     themes = inputs.themes
     context = {
         "headline": headline(inputs),
         "alerts": alerts(inputs),
+        "early_warning": early_warning(inputs),
+        "accuracy_corrected": accuracy_corrected(inputs),
         "drivers": top_drivers(inputs),
         "pareto": records(inputs.pareto[inputs.pareto["scope"] == "overall"],
                           ["root_cause", "errors", "share", "cumulative_share", "vital_few"]),
@@ -202,6 +294,7 @@ def build(inputs: ReportInputs) -> tuple[dict, dict[str, bytes]]:
                             ["dimension", "segment", "audits", "disputed", "overturned", "dispute_rate", "overturn_rate",
                              "restated_audits"]),
         "restated_months": restated_months(inputs),
+        "corrections": corrections(inputs),
         "recommendations": owners,
         "recommendation_count": int(len(recs)),
         "ingest": records(_with_status(inputs.ingest_log),

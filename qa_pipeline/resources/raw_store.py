@@ -3,12 +3,12 @@
 The layout (data contract §2): monthly inputs in `YYYY-MM` folders (`audits`, `disputes`,
 `calibration` with `ratings*` and `gold*` files), snapshot inputs as one file (`roster/roster`,
 `policy_changes/policy_changes`, `experiments/experiments` and `experiments/assignments`, the
-optional `policies/policies`). A data file is `.csv`, `.csv.gz` or `.parquet`, the suffix in any
-case. Everything else under `QA_RAW_DIR` — another file, a folder whose name is not a month
-(`2026-3`, `2026-03-old`), a folder no input reads, a hidden file, a second copy of a snapshot
-input — is listed by `layout_report` with the reason it is not read, for the ingest log and the
-layout warning: nothing is skipped silently. An input added later (re-audits) is one entry of
-`LAYOUT`.
+optional `policies/policies`), and the optional expert re-audits (`reaudits/YYYY-MM/`). A data
+file is `.csv`, `.csv.gz` or `.parquet`, the suffix in any case. Everything else under
+`QA_RAW_DIR` — another file, a folder whose name is not a month (`2026-3`, `2026-03-old`), a folder
+no input reads, a hidden file, a second copy of a snapshot input — is listed by `layout_report`
+with the reason it is not read, for the ingest log and the layout warning: nothing is skipped
+silently. An input added later is one entry of `LAYOUT`.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ LAYOUT: dict[str, MonthlyInput | SnapshotInput] = {
     "policy_changes": SnapshotInput(stems=("policy_changes",)),
     "experiments": SnapshotInput(stems=("experiments", "assignments")),
     "policies": SnapshotInput(stems=("policies",)),
+    "reaudits": MonthlyInput(),
 }
 """Every input folder the pipeline reads (data contract §2)."""
 

@@ -19,7 +19,7 @@ Identifiers come from the table definitions, the partition's month and the run i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from qa_pipeline.domain.months import month_start, next_month
 from qa_pipeline.resources.warehouse import Warehouse, to_arrow
@@ -193,7 +194,8 @@ class Attempt:
                 conn.execute(sa.update(reg).where(reg.c.run_key == self.key, reg.c.staged_as == staged_as)
                              .values(failed_checks=",".join(names) or None))
 
-    def publish(self, required: Iterable[str] = (), kept: dict[str, str] | None = None) -> dict[str, int]:
+    def publish(self, required: Iterable[str] = (), kept: dict[str, str] | None = None,
+                record: Callable[[Connection, datetime], None] | None = None) -> dict[str, int]:
         """Publish everything this run staged for the month in one transaction; rows per table.
 
         Refused (nothing published) when a table of `required` is not staged by this run, when a
@@ -203,6 +205,8 @@ class Attempt:
         engine), so two runs never interleave their DELETEs and INSERTs. A whole-table output (or
         an input's rows) computed from an older snapshot than the published version is not
         published: the newer version stays, and `kept` receives the table and the run that made it.
+        `record(conn, published_at)` runs last inside the same transaction (the publication history:
+        what it records is visible exactly when the tables are).
         """
         wh_ = self.warehouse
         reg = wh.staged_tables
@@ -257,9 +261,12 @@ class Attempt:
             others = sa.select(reg.c.run_key).where(reg.c.month == self.month, reg.c.run_key != self.key) \
                 .group_by(reg.c.run_key).having(sa.func.max(reg.c.staged_at) < started)
             _drop_attempts(conn, reg, sa.and_(reg.c.month == self.month, reg.c.run_key.in_(others)))
+            published_at = datetime.now(UTC)
             conn.execute(sa.insert(wh.publications).values(
-                month=self.month, run_id=self.run_id, published_at=datetime.now(UTC),
+                month=self.month, run_id=self.run_id, published_at=published_at,
                 tables=len(published), rows=sum(published.values())))
+            if record is not None:
+                record(conn, published_at)
         return published
 
     def was_published(self) -> bool:

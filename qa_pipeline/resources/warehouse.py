@@ -218,6 +218,11 @@ class Warehouse(dg.ConfigurableResource):
         table = wh.table(table_name)
         return self._replace(table, frame, table.c[wh.MONTH] == sa.bindparam("m", month, sa.Date))
 
+    def replace_rows(self, table_name: str, frame: pd.DataFrame, condition) -> int:
+        """Replace the rows of `table_name` that `condition` (a SQLAlchemy condition on the table,
+        bound values) selects by `frame`, in one transaction; returns the rows written."""
+        return self._replace(wh.table(table_name), frame, condition)
+
     def _replace(self, table: sa.Table, frame: pd.DataFrame, condition) -> int:
         data = to_arrow(frame, table)  # refuses a frame with a missing column before anything is deleted
         if self.dialect == "postgresql":

@@ -92,9 +92,31 @@ def _impact_interval(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(delta_inside_interval=inside)
 
 
+def _warning_consistency(df: pd.DataFrame) -> pd.DataFrame:
+    """A chart signalled ⇔ its maximum exceeds its threshold ⇔ it has a first signal date; an
+    unmonitored segment (no threshold) never signalled."""
+    signalled = df["signalled"].fillna(False).astype(bool)
+    above = (df["cusum_max"] > df["threshold"]).fillna(False).astype(bool)
+    return df.assign(signal_iff_above_threshold=signalled == above,
+                     signal_iff_dated=signalled == df["first_signal_date"].notna())
+
+
 def _readout_interval(df: pd.DataFrame) -> pd.DataFrame:
     inside = df["diff"].isna() | ((df["ci_low"] <= df["diff"] + TOLERANCE) & (df["diff"] <= df["ci_high"] + TOLERANCE))
     return df.assign(diff_inside_interval=inside)
+
+
+def _accuracy_corrected_consistency(df: pd.DataFrame) -> pd.DataFrame:
+    """Each dimension's audits, errors and own re-audits add up to the overall row's; a missing
+    corrected rate always says why."""
+    overall = df.loc[df["dimension"] == "overall", ["audits", "errors", "segment_reaudits"]].sum()
+    by_dim = df.groupby("dimension")[["audits", "errors", "segment_reaudits"]].transform("sum")
+    return df.assign(
+        audits_residual=by_dim["audits"] - overall["audits"],
+        errors_residual=by_dim["errors"] - overall["errors"],
+        reaudits_residual=by_dim["segment_reaudits"] - overall["segment_reaudits"],
+        empty_has_note=df["corrected_error_rate"].notna() | df["note"].notna(),
+    )
 
 
 PII_IN_TERMS = r"@|\d{3}[\s.-]?\d{3,4}|https?:|www\."
@@ -164,8 +186,28 @@ SUITES: dict[str, Suite] = {
                  "status": ["complete", "pending"]},
         derive=_readout_interval, true_columns=["diff_inside_interval"], volume=False,
     ),
+    "qa_reporting.early_warnings": Suite(
+        key=["month", "dimension", "segment"], rates=["baseline_error_rate"],
+        ordered=[("errors_to_date", "audits_to_date"), ("cusum", "cusum_max")],
+        non_negative=["audits_to_date", "errors_to_date", "cusum", "cusum_max", "threshold"],
+        in_sets={"dimension": ["site×queue", "site", "queue"]},
+        derive=_warning_consistency, true_columns=["signal_iff_above_threshold", "signal_iff_dated"],
+    ),
     "qa_reporting.sampling_plan": Suite(
         key=["month", "site", "queue"], rates=["recent_error_rate"], non_negative=["recommended_audits"],
+    ),
+    "qa_reporting.accuracy_corrected": Suite(
+        key=["month", "dimension", "segment"],
+        rates=["observed_error_rate", "sensitivity", "specificity", "corrected_error_rate", "corrected_accuracy",
+               "ci_low", "ci_high", "corrected_accuracy_ci_low", "corrected_accuracy_ci_high", "reaudit_error_rate",
+               "reaudit_ci_low", "reaudit_ci_high"],
+        ordered=[("errors", "audits"), ("ci_low", "ci_high"), ("reaudit_ci_low", "reaudit_error_rate"),
+                 ("reaudit_error_rate", "reaudit_ci_high"), ("reaudited_true_errors", "reaudits"),
+                 ("segment_reaudits", "reaudits")],
+        non_negative=["audits", "errors", "reaudits", "segment_reaudits"],
+        in_sets={"dimension": ["overall", "site", "team_type", "queue"]},
+        derive=_accuracy_corrected_consistency,
+        zero_columns=["audits_residual", "errors_residual", "reaudits_residual"], true_columns=["empty_has_note"],
     ),
 }
 

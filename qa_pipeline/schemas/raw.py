@@ -257,3 +257,28 @@ class PolicyCatalogueEntry(pa.DataFrameModel):
     class Config:
         strict = False
         coerce = False
+
+
+class ReauditRecord(pa.DataFrameModel):
+    """An expert's blind re-review of one audited decision (`reaudits/YYYY-MM/`, the folder month
+    = the month of the original audit). The reviewer's answer is the truth for that decision. The
+    rules that compare a re-audit with its audit (the audit exists in the folder's month, the
+    reviewer is neither its moderator nor its auditor, the re-audit comes after the audit) are
+    applied by the gate, which knows the month's audits (`domain.accuracy_corrected`)."""
+
+    reaudit_id: Series[str] = pa.Field(nullable=False)
+    audit_id: Series[str] = pa.Field(nullable=False)
+    reaudited_at: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs=UTC)
+    reviewer_id: Series[str] = pa.Field(nullable=False)
+    action_reviewer: Series[str] = pa.Field(isin=ACTIONS)
+    policy_reviewer: Series[str] = pa.Field(nullable=False)
+
+    @pa.dataframe_check(name="approve_iff_policy_none_reviewer",
+                        error="action_reviewer is approve exactly when policy_reviewer is NONE")
+    def _approve_none_reviewer(cls, df: pd.DataFrame) -> Series[bool]:
+        return ((df["action_reviewer"] == "approve") == (df["policy_reviewer"] == "NONE")) | _missing(
+            df, "action_reviewer", "policy_reviewer")
+
+    class Config:
+        strict = False
+        coerce = False

@@ -243,7 +243,23 @@ dispute_metrics = _table(
     _rate("dispute_rate"),
     _rate("overturn_rate", "overturned / resolved"),
     _key("month", "dimension", "segment"),
-    comment="Disputes of the month's audits per dimension (overall, site, queue, auditor_id).",
+    comment="Disputes of the month's audits per dimension (overall, site, queue); per auditor in qa_core.",
+)
+
+auditor_dispute_metrics = _table(
+    CORE,
+    "auditor_dispute_metrics",
+    _month(),
+    _c("auditor_id", Text),
+    _c("audits", BigInteger),
+    _c("disputed", BigInteger),
+    _c("resolved", BigInteger),
+    _c("overturned", BigInteger),
+    _c("restated_audits", BigInteger, "overturned by a dispute resolved after the month ended"),
+    _rate("dispute_rate"),
+    _rate("overturn_rate", "overturned / resolved"),
+    _key("month", "auditor_id"),
+    comment="Disputes of the month's audits per auditor (a grader-quality signal). Restricted (person-level).",
 )
 
 policy_change_impact = _table(
@@ -351,11 +367,35 @@ error_trends = _table(
     comment="Month-over-month change of each segment's error rate, with FDR control and p-charts.",
 )
 
+early_warnings = _table(
+    REPORTING,
+    "early_warnings",
+    _month(),
+    _c("dimension", Text, "site×queue, site or queue"),
+    _c("segment", Text),
+    _rate("baseline_error_rate", "(errors + ½)/(audits + 1) over the early_warning_months before the month"),
+    _c("baseline_audits", BigInteger, "audits behind the baseline"),
+    _c("baseline_source", Text, "segment, or the parent whose baseline a segment without history borrows"),
+    _c("expected_audits", BigInteger, "volume the threshold is simulated for"),
+    _c("audits_to_date", BigInteger, "audits of the month so far"),
+    _c("errors_to_date", BigInteger, "errors (is_error_final as known) of the month so far"),
+    _rate("cusum", "the Bernoulli CUSUM after the last audit so far"),
+    _rate("cusum_max", "its largest value so far"),
+    _rate("threshold", "simulated: any false signal in a month without change ≤ early_warning_family_alpha"),
+    _c("first_signal_date", Date, "decision date of the audit at which the CUSUM first exceeded the threshold"),
+    _c("signalled", Boolean),
+    _c("as_of", Date, "last day covered (audited_at) by the run that wrote the row"),
+    _c("final", Boolean, "written by the month's monthly run (else a daily month-to-date run)"),
+    _c("note", Text),
+    _key("month", "dimension", "segment"),
+    comment="Early warning inside the month: a Bernoulli CUSUM per site × queue, site and queue.",
+)
+
 rca_pareto = _table(
     REPORTING,
     "rca_pareto",
     _month(),
-    _c("scope", Text, "overall or queue:<queue>"),
+    _c("scope", Text, "overall, queue:<queue> or site×queue:<site>|<queue>"),
     _c("root_cause", Text),
     _c("errors", BigInteger),
     _rate("share"),
@@ -431,7 +471,27 @@ recommendations = _table(
     _c("finding", Text),
     _c("evidence", Text, "figures, n and interval behind the finding"),
     _c("action", Text),
-    comment="Findings turned into actions for partner teams, from the rule set in domain/recommendations.py.",
+    comment=("Findings about segments, policies and processes turned into actions for partner teams, from the "
+             "rule set in domain/recommendations.py; findings about a person are in qa_core.person_recommendations."),
+)
+
+person_recommendations = _table(
+    CORE,
+    "person_recommendations",
+    _month(),
+    _c("owner", Text, "Training or Quality"),
+    _c("priority", Text, "P1, P2, P3 by impact"),
+    _rate("impact", "excess errors against target (against peers for graders)"),
+    _c("rule", Text),
+    _c("person_role", Text, "moderator, auditor or rater"),
+    _c("person_id", Text),
+    _c("finding", Text),
+    _c("evidence", Text, "figures, n and interval behind the finding"),
+    _c("action", Text),
+    _key("month", "rule", "person_id"),
+    comment=("Findings about one person (a moderator below target, a drifting or often overturned auditor, a "
+             "rater below gold) with their action, from the rule set in domain/recommendations.py. Restricted "
+             "(person-level): the Monthly Quality Report shows them, the MBR does not."),
 )
 
 report_runs = _table(
@@ -477,6 +537,110 @@ table_versions = _table(
              "experiment_readout, an input's quarantine): a run publishes its version only when it was "
              "computed from a newer snapshot than the one published, so concurrent runs never bring back "
              "an older one."),
+)
+
+# -- the corrections log (domain/corrections.py): written in the publication's transaction --------
+publication_history = _table(
+    REPORTING,
+    "publication_history",
+    _month(),
+    _c("dimension", Text),
+    _c("segment", Text),
+    _c("metric", Text, "audits, errors, critical_errors, accuracy, error_rate, critical_error_rate, weighted_accuracy"),
+    _rate("value", "the value this publication made visible"),
+    _c("published_at", DateTime(timezone=True), "the publication (qa_core.publications.published_at)"),
+    _c("run_id", Text),
+    _key("month", "published_at", "dimension", "segment", "metric"),
+    comment=("Append-only: the headline figures of quality_metrics as each publication of the month made them "
+             "visible, every segment and metric at every publication."),
+)
+
+publication_fingerprints = _table(
+    CORE,
+    "publication_fingerprints",
+    _month(),
+    _c("published_at", DateTime(timezone=True)),
+    _c("run_id", Text),
+    _c("input_files", Text, "JSON [input, source_file, file_sha256] of the month's audits, roster and policies files"),
+    _c("inputs_sha256", Text),
+    _c("disputes_sha256", Text, "of audit_id, outcome and resolution time of every disputed audit of the month"),
+    _c("disputed_audits", BigInteger),
+    _c("overturned_audits", BigInteger),
+    _c("settings", Text, "JSON of the settings the figures are computed with (thresholds, null placeholders, limits)"),
+    _c("settings_sha256", Text),
+    _c("code_version", Text, "qa-pipeline and the figure libraries' versions"),
+    _c("code_sha256", Text, "of qa_pipeline's .py files and the versions"),
+    _key("month", "published_at"),
+    comment="Append-only: what each publication of a month's figures was computed from (the causes of corrections).",
+)
+
+corrections = _table(
+    REPORTING,
+    "corrections",
+    _month(),
+    _c("dimension", Text),
+    _c("segment", Text),
+    _c("metric", Text),
+    _rate("previous_value", "empty when the previous publication did not have the figure"),
+    _rate("new_value", "empty when this publication withdrew the figure"),
+    _c("previous_published_at", DateTime(timezone=True)),
+    _c("published_at", DateTime(timezone=True)),
+    _c("previous_run_id", Text),
+    _c("run_id", Text),
+    _c("cause", Text, "late_disputes, redelivered_files, settings_changed, code_changed or unattributed"),
+    _c("causes", Text, "every cause whose fingerprint changed, comma-separated, in the order of precedence"),
+    _c("cause_detail", Text, "what changed: files, disputed audits, settings' names, versions"),
+    _key("month", "published_at", "dimension", "segment", "metric"),
+    comment=("Append-only: each published figure whose value changed (beyond QA_CORRECTION_TOLERANCE, relative) "
+             "between two consecutive publications of its month, with both values and the cause."),
+)
+
+reaudits = _table(
+    CORE,
+    "reaudits",
+    _month(),
+    _c("reaudit_id", Text),
+    _c("audit_id", Text),
+    _c("reaudited_at", DateTime(timezone=True)),
+    _c("reviewer_id", Text, "the expert who re-reviewed the decision: restricted (a person)"),
+    _c("action_reviewer", Text, "the expert's answer: the truth for the decision"),
+    _c("policy_reviewer", Text),
+    _c("true_error", Boolean, "the expert's answer differs from the moderator's (action or policy)"),
+    _c("source_file", Text),
+    _c("source_row", BigInteger),
+    _key("month", "reaudit_id"),
+    comment="Validated expert re-audits by the month of the original audit (the folder month). Restricted.",
+)
+
+accuracy_corrected = _table(
+    REPORTING,
+    "accuracy_corrected",
+    _month(),
+    _c("dimension", Text, "overall, site, team_type or queue"),
+    _c("segment", Text),
+    _c("audits", BigInteger),
+    _c("errors", BigInteger, "audits the audit process counts as errors (is_error_final)"),
+    _rate("observed_error_rate", "errors / audits: 1 − the published accuracy"),
+    _c("reaudits", BigInteger, "re-audits behind sensitivity and specificity (the whole audit process)"),
+    _c("reaudit_months", BigInteger, "months whose re-audits were pooled (1: the month alone)"),
+    _c("reaudited_true_errors", BigInteger, "re-audited decisions that are truly errors (sensitivity's n)"),
+    _rate("sensitivity", "P(audit verdict error | truly an error), from the re-audits"),
+    _rate("specificity", "P(audit verdict correct | truly correct), from the re-audits"),
+    _rate("corrected_error_rate", "Rogan–Gladen, clipped to [0, 1]; empty when not estimable (see note)"),
+    _rate("corrected_accuracy", "1 − corrected_error_rate"),
+    _rate("ci_low", "Lang–Reiczigel 95 % interval of corrected_error_rate (carries the uncertainty of "
+                    "sensitivity and specificity)"),
+    _rate("ci_high"),
+    _rate("corrected_accuracy_ci_low", "1 − ci_high"),
+    _rate("corrected_accuracy_ci_high", "1 − ci_low"),
+    _c("segment_reaudits", BigInteger, "the segment's own re-audits of the month"),
+    _rate("reaudit_error_rate", "plain estimate: truly erroneous / re-audited, the segment's re-audits alone"),
+    _rate("reaudit_ci_low", "Wilson 95 %"),
+    _rate("reaudit_ci_high"),
+    _c("note", Text, "why a figure is empty or clipped"),
+    _key("month", "dimension", "segment"),
+    comment=("Error rate and accuracy corrected for the audit process's own errors (sensitivity and "
+             "specificity against expert re-audits), per month, dimension and segment."),
 )
 
 # -- internal staging tables: written by a run, read by its later steps, never published -------

@@ -105,17 +105,18 @@ def runs(fault_base, fault_template, tmp_path_factory):
     return control, hostile, reports
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 12: qa_reporting.dispute_metrics still has the per-auditor dimension (and recommendations name "
-    "people); strict, so this fails once issue 12 moves them to qa_core and the marker must go"))
 def test_no_person_identifier_reaches_qa_reporting(runs):
     """Contract §5: `qa_reporting` holds no moderator, auditor, rater or reviewer id (the hostile
-    auditor's audits are disputed, so per-auditor dispute figures exist)."""
+    auditor's audits are disputed, so per-auditor dispute figures exist: in `qa_core`, where the
+    same scan finds the hostile auditor, so it reads the right values)."""
     _, hostile, _ = runs
     found = [f"{name}.{col}: {value[:80]!r}" for name, frame in hostile.items() if name.startswith("qa_reporting.")
              for col, value in _text_values(frame) if AUDITOR[0] in value or MODERATOR[0] in value]
+    in_core = [name for name, frame in hostile.items() if name.startswith("qa_core.")
+               for _, value in _text_values(frame) if AUDITOR[0] in value]
     summary.record("hostile", "no person identifier in qa_reporting", ok=not found, detail="; ".join(found)[:1000])
     assert not found, f"person identifiers reach qa_reporting: {found}"
+    assert "qa_core.auditor_dispute_metrics" in in_core, "the scan did not see the hostile auditor in qa_core"
 
 
 def test_hostile_text_is_escaped_redacted_and_changes_no_figure(runs):
