@@ -80,6 +80,10 @@ class Thresholds:
     """Months before the month whose re-audits are pooled with its own to estimate sensitivity and
     specificity (0: the month's own re-audits only; more: narrower intervals, but a change of the
     audit process within the window is averaged away)."""
+    reaudit_homogeneity_alpha: float = 0.05
+    """Level of the test that the audit process misclassifies alike across the segments of a
+    dimension (site, team type, queue): when it rejects, that dimension's segments get no corrected
+    figure (one sensitivity and specificity for all would mis-correct them)."""
 
     def max_invalid_fraction_for(self, input_name: str) -> float:
         """The quarantined-share limit of one raw input (`audits`, `roster`, `disputes`, …):
@@ -179,10 +183,10 @@ class AlertChannels:
     smtp_tls: str = "starttls"
     """`starttls` (upgrade the connection), `ssl` (TLS from the first byte) or `none`."""
     smtp_user: str = ""
-    smtp_password: str = ""
+    smtp_password: str = field(default="", repr=False)  # secrets never shown in a log or traceback
     sender: str = ""
     recipients: tuple[str, ...] = ()
-    slack_webhook_url: str = ""
+    slack_webhook_url: str = field(default="", repr=False)
     timeout_seconds: float = 20.0
 
     @property

@@ -177,3 +177,17 @@ def test_grants_with_a_non_superuser_owner_login():
             for role in reversed(created):
                 conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
         admin.dispose()
+
+
+def test_a_role_name_cannot_end_the_do_block_it_is_created_in():
+    """A name holding the body's dollar-quote tag would end the `DO` body early: the tag is chosen
+    so that the name never contains it, and the name stays one quoted identifier and one literal."""
+    from qa_pipeline.resources.access import _if_missing
+
+    name = 'x$qa0$; DROP SCHEMA qa_core CASCADE; $qa0$'
+    from psycopg import sql
+
+    text = _if_missing(name, sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name))).as_string(None)
+    opening = text.split(" ", 2)[1]  # DO $tag$ …
+    assert opening.startswith("$") and opening.endswith("$") and opening not in name
+    assert text.endswith(f"END IF; END {opening}") and text.count(opening) == 2

@@ -205,12 +205,23 @@ def corrected_month(raw, month: str):
     by_id = audits.set_index("audit_id")
     reaudited = reaudits.assign(flagged=by_id.loc[reaudits.audit_id, "is_error_final"].to_numpy(),
                                 **{c: by_id.loc[reaudits.audit_id, c].to_numpy() for c in logic.SEGMENT_COLUMNS})
-    counts = _counts([("overall", "all", len(audits), int(audits.is_error_final.sum()))])
-    frame = logic.accuracy_corrected(counts, reaudited, m, min_reaudits=100)
+    frame, truths, manifest = corrected_segments(raw, month, audits, reaudited)
+    return frame.iloc[0], truths[("overall", "all")], manifest
+
+
+def corrected_segments(raw, month: str, audits, reaudited):
+    """`accuracy_corrected` over overall, site and queue, and each segment's true error rate."""
     manifest = json.loads((raw / ".sample.json").read_text())
     misclassified = set(manifest["truth"][month]["misclassified"])
-    truth = float((audits.is_error ^ audits.audit_id.isin(misclassified)).mean())
-    return frame.iloc[0], truth, manifest
+    audits = audits.assign(truth=audits.is_error ^ audits.audit_id.isin(misclassified))
+    rows = [("overall", "all", len(audits), int(audits.is_error_final.sum()))]
+    truths = {("overall", "all"): float(audits.truth.mean())}
+    for dimension in ("site", "queue"):
+        for segment, g in audits.groupby(dimension):
+            rows.append((dimension, segment, len(g), int(g.is_error_final.sum())))
+            truths[(dimension, segment)] = float(g.truth.mean())
+    frame = logic.accuracy_corrected(_counts(rows), reaudited, month_start(month), min_reaudits=100)
+    return frame, truths, manifest
 
 
 def test_on_the_committed_sample_the_corrected_accuracy_moves_toward_the_truth_in_the_planted_month():
@@ -228,6 +239,56 @@ def test_on_the_committed_sample_the_corrected_accuracy_moves_toward_the_truth_i
     assert abs(row.corrected_error_rate - truth) < abs(observed - truth)
     assert row.ci_low <= truth <= row.ci_high
     assert row.specificity < 0.95  # the re-audits see the false flags
+
+
+def test_in_the_planted_month_no_segment_is_corrected_with_a_sensitivity_and_specificity_not_its_own():
+    """The planted auditor audits no hate speech or harassment: one sensitivity and specificity for
+    every queue would "correct" those two queues to an error rate near 0 (their true rates are 7–8 %).
+    The homogeneity test withholds the queues; every segment still corrected covers its truth."""
+    raw = PROJECT_ROOT / "data" / "raw"
+    month = json.loads((raw / ".sample.json").read_text())["planted"]["auditor_error"]["month"]
+    m = month_start(month)
+    store = RawStore(raw_dir=str(raw))
+    roster = run_gate(store.read_single("roster/roster.csv"), ROSTER, m).clean
+    disputes = pd.concat([run_gate(store.read_month("disputes", month_start(f)), DISPUTES, month_start(f)).clean
+                          for f in store.available_months("disputes")], ignore_index=True)
+    audits = enrich_frame(run_gate(store.read_month("audits", m), AUDITS, m).clean, roster, m, disputes)
+    lookup = audits[logic.AUDIT_LOOKUP_COLUMNS]
+    reaudits = logic.clean_reaudits(run_gate(store.read_month("reaudits", m), logic.reaudit_spec(lookup, "x"), m).clean,
+                                    lookup, m)
+    by_id = audits.set_index("audit_id")
+    reaudited = reaudits.assign(flagged=by_id.loc[reaudits.audit_id, "is_error_final"].to_numpy(),
+                                **{c: by_id.loc[reaudits.audit_id, c].to_numpy() for c in logic.SEGMENT_COLUMNS})
+    frame, truths, _ = corrected_segments(raw, month, audits, reaudited)
+    queues = frame[frame.dimension == "queue"]
+    assert queues.corrected_error_rate.isna().all()
+    assert queues.note.str.contains("specificity differs across queue").all()
+    corrected = frame[frame.corrected_error_rate.notna()]
+    assert set(corrected.dimension) == {"overall", "site"}
+    for r in corrected.itertuples():
+        assert r.ci_low <= truths[(r.dimension, r.segment)] <= r.ci_high, (r.dimension, r.segment)
+
+
+def test_the_homogeneity_test_agrees_with_the_chi_square_asymptotics_and_holds_its_level():
+    """Against scipy's asymptotic χ² test of the same table (a different method: at 900 decisions
+    the two p-values must agree away from the top of the range, where the permutation distribution's
+    ties make it larger), and its rejection rate under the null by simulation."""
+    from scipy.stats import chi2_contingency
+
+    from qa_pipeline.stats.misclassification import homogeneity_p_value
+
+    rng = np.random.default_rng(5)
+    segment = np.repeat(["a", "b", "c"], 300)
+    for rates in [(0.10, 0.15, 0.07), (0.10, 0.12, 0.08), (0.10, 0.14, 0.09)]:
+        y = rng.random(900) < np.repeat(rates, 300)
+        table = pd.crosstab(segment, y).to_numpy()
+        expected = chi2_contingency(table, correction=False).pvalue
+        assert homogeneity_p_value(segment, y, resamples=9999) == pytest.approx(expected, abs=0.02)
+    small = np.repeat(["a", "b", "c", "d"], 15)
+    rejections = [homogeneity_p_value(small, rng.random(60) < 0.15, resamples=499, seed=k) < 0.05
+                  for k in range(300)]
+    assert 0.01 <= np.mean(rejections) <= 0.08  # ≈ 5 %: exact in sparse tables where χ² is not
+    assert homogeneity_p_value(["a"] * 10, [True, False] * 5) == 1.0
 
 
 def test_months_without_auditor_error_are_left_almost_as_observed(sample_raw):

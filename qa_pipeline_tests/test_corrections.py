@@ -269,8 +269,11 @@ def test_a_change_is_a_correction_only_beyond_the_relative_tolerance(monkeypatch
 
 def test_the_settings_fingerprint_sees_overrides_and_holds_no_location():
     a = json.loads(logic.settings_values(Thresholds(), ("nan",), TOL))
-    b = json.loads(logic.settings_values(Thresholds(target_accuracy=0.9), ("nan",), TOL))
-    assert a["thresholds.target_accuracy"] == 0.95 and b["thresholds.target_accuracy"] == 0.9
+    b = json.loads(logic.settings_values(Thresholds(max_invalid_fraction=0.05), ("nan",), TOL))
+    assert a["thresholds.max_invalid_fraction"] == 0.02 and b["thresholds.max_invalid_fraction"] == 0.05
+    # a threshold no headline figure depends on does not explain a correction
+    assert logic.settings_values(Thresholds(target_accuracy=0.9), ("nan",), TOL) == json.dumps(a, sort_keys=True,
+                                                                                                ensure_ascii=False)
     assert not any(k.lower().endswith(("url", "dir", "password")) for k in a)
 
 
@@ -343,3 +346,29 @@ def test_a_code_change_names_the_versions_that_moved():
     assert logic.cause_detail(base, upgraded) == "code pandas 3.1.1 → 3.2.0"
     version, sha = logic.code_fingerprint()
     assert version.startswith("qa-pipeline ") and "pandas " in version and len(sha) == 64
+
+
+def test_a_history_that_disagrees_with_the_publication_is_refused_before_it_commits(tmp_path, monkeypatch):
+    """The history check runs inside the publication's transaction: when the recorded figures differ
+    from the quality_metrics being published (here the recorder writes a wrong accuracy), the whole
+    publication rolls back and the previous version stays visible."""
+    from qa_pipeline.assets import corrections as recording
+    from qa_pipeline.resources.warehouse import Warehouse
+
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    month = date(2026, 2, 1)
+    _publish(url, _metrics_frame(month, errors=10), _fingerprint())
+    real = recording.history_select
+
+    def wrong(month_, published_at, run_id):
+        stmt = real(month_, published_at, run_id)
+        return sa.select(*[(c + 0.5).label(c.name) if c.name == "value" else c for c in stmt.selected_columns])
+
+    monkeypatch.setattr(recording, "history_select", wrong)
+    with pytest.raises(RuntimeError, match="publication_history_matches failed"):
+        _publish(url, _metrics_frame(month, errors=8), _fingerprint("d1"))
+    w = Warehouse(url=url)
+    qm = w.read_table("qa_reporting.quality_metrics")
+    assert int(qm[qm.dimension == "overall"].errors.iloc[0]) == 10
+    assert w.read_table("qa_reporting.publication_history").published_at.nunique() == 1
+    assert w.read_table("qa_reporting.corrections").empty

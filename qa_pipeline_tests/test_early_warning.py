@@ -72,33 +72,43 @@ def _history(cells: dict[tuple[str, str], tuple[int, float]], months: list[date]
 
 
 def test_no_change_signals_anywhere_in_at_most_5_percent_of_months_by_an_independent_simulation():
-    """Six site × queue cells, their two sites and three queues: thresholds from the module, then
-    simulated no-change months run through the plain recursion, all charts at once."""
+    """Six site × queue cells, their two sites and three queues, each at a fixed true rate. Every
+    simulated no-change month draws its three baseline months too (binomially, as an analyst's
+    history is drawn), gets its thresholds from the module, then runs through the plain recursion,
+    all charts at once: the false-alarm rate over the baseline's sampling error as well as the
+    month's."""
     cells = {("A", "q1"): (60, 0.05), ("A", "q2"): (40, 0.10), ("A", "q3"): (25, 0.04),
              ("B", "q1"): (50, 0.08), ("B", "q2"): (35, 0.06), ("B", "q3"): (30, 0.12)}
     month = date(2026, 4, 1)
-    history = _history(cells, [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)])
+    baseline_months = [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)]
     empty = pd.DataFrame(columns=["audit_id", "site", "queue", "decision_at", "is_error"])
-    plan = early_warnings(empty, history, month, WarningRule(), as_of=month, final=False).set_index(
-        ["dimension", "segment"])
-    assert len(plan) == 11 and plan["threshold"].notna().all()
     rng = np.random.default_rng(2026)
-    months, alarms = 1500, 0
     charts = [(("site×queue", f"{s}|{q}"), [(s, q)]) for s, q in cells]
     charts += [(("site", s), [k for k in cells if k[0] == s]) for s in ("A", "B")]
     charts += [(("queue", q), [k for k in cells if k[1] == q]) for q in ("q1", "q2", "q3")]
+    months, alarms = 400, 0
     for _ in range(months):
-        # each cell at its baseline rate, its audits at uniform times; a site or queue reads them in time order
-        draws = {k: (rng.random(n), rng.random(n) < round(n * p) / n) for k, (n, p) in cells.items()}
-        signalled = False
+        drawn = []
+        for m in baseline_months:
+            errors = {k: int(rng.binomial(n, p)) for k, (n, p) in cells.items()}
+            drawn += [(m, "site×queue", f"{s}|{q}", cells[(s, q)][0], errors[(s, q)]) for s, q in cells]
+            for dim, pos in (("site", 0), ("queue", 1)):
+                for value in sorted({k[pos] for k in cells}):
+                    members = [k for k in cells if k[pos] == value]
+                    drawn.append((m, dim, value, sum(cells[k][0] for k in members), sum(errors[k] for k in members)))
+        history = pd.DataFrame(drawn, columns=["month", "dimension", "segment", "audits", "errors"])
+        plan = early_warnings(empty, history, month, WarningRule(simulations=2000), as_of=month,
+                              final=False).set_index(["dimension", "segment"])
+        assert len(plan) == 11 and plan["threshold"].notna().all()
+        # each cell at its true rate, its audits at uniform times; a site or queue reads them in time order
+        draws = {k: (rng.random(n), rng.random(n) < p) for k, (n, p) in cells.items()}
         for key, members in charts:
             times = np.concatenate([draws[k][0] for k in members])
             errors = np.concatenate([draws[k][1] for k in members])[np.argsort(times)]
             row = plan.loc[key]
             if max(plain_cusum(errors, row.baseline_error_rate, 2.0)) > row.threshold:
-                signalled = True
+                alarms += 1
                 break
-        alarms += signalled
     rate = alarms / months
     # ≤ 5 % up to the simulation's error (2.5 standard errors), and not a chart that can never signal
     assert 0.005 < rate <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / months), rate

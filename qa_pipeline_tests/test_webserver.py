@@ -75,7 +75,8 @@ def test_the_webserver_serves_the_asset_graph_checks_and_schedule(tmp_path):
                           "policies_every_row_accounted_for": True, "every_file_read": False}
         assert nodes["quality_metrics"]["hasAssetChecks"]
         schedules = [s for repo in answer["data"]["repositoriesOrError"]["nodes"] for s in repo["schedules"]]
-        assert [(s["name"], s["cronSchedule"], s["executionTimezone"], s["pipelineName"]) for s in schedules] == [
+        assert sorted((s["name"], s["cronSchedule"], s["executionTimezone"], s["pipelineName"]) for s in schedules) == [
+            ("early_warning_daily_schedule", "0 7 * * *", "UTC", "early_warning_daily"),
             ("monthly_quality_schedule", "0 6 2 * *", "UTC", "monthly_quality")]
     finally:
         server.terminate()

@@ -150,7 +150,8 @@ def accuracy_corrected(context: dg.AssetExecutionContext, warehouse: Warehouse,
     reaudited = reaudited_decisions(attempt, window)
     counts = warehouse.execute(per_segment(month_audits(attempt, month), logic.DIMENSIONS, lambda a: {
         "audits": a.count(), "errors": a.count(where=a.is_error_final)}))
-    frame = logic.accuracy_corrected(counts, reaudited, month, t.min_reaudits, t.reaudit_trailing_months)
+    frame = logic.accuracy_corrected(counts, reaudited, month, t.min_reaudits, t.reaudit_trailing_months,
+                                     t.reaudit_homogeneity_alpha)
     attempt.write("qa_reporting.accuracy_corrected", frame)
     overall = frame[frame["dimension"] == "overall"]
     head = overall.iloc[0] if len(overall) else None

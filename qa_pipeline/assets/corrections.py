@@ -55,12 +55,21 @@ class Recorded:
     corrections: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=logic.CORRECTION_COLUMNS))
     previous: datetime | None = None
     published_at: datetime | None = None
+    check: dg.AssetCheckResult | None = None
 
 
 def recorder(month: date, run_id: str, print_: logic.Fingerprint, rel_tol: float, out: Recorded):
     """`record(conn, published_at)` for `Attempt.publish`."""
 
     def record(conn: Connection, published_at: datetime) -> None:
+        write(conn, published_at)
+        # audited before the transaction commits: a history or log that disagrees with what the
+        # publication makes visible rolls the whole publication back (the previous version stays)
+        out.check = history_check(lambda stmt: _frame(conn, stmt), month, published_at)
+        if not out.check.passed:
+            raise RuntimeError(f"{month:%Y-%m}: publication refused: {HISTORY_CHECK} failed: {out.check.description}")
+
+    def write(conn: Connection, published_at: datetime) -> None:
         h, f, c = wh.publication_history, wh.publication_fingerprints, wh.corrections
         for table in (h, f, c):
             _ensure(conn, table)
@@ -130,26 +139,28 @@ def metadata(out: Recorded) -> dict:
     return meta
 
 
-def history_check(warehouse: Warehouse, month: date, published_at: datetime | None) -> dg.AssetCheckResult:
-    """The publication's history is what it made visible, and the corrections are exactly those
-    the history and fingerprints imply (recomputed here in pandas from the published tables)."""
+def history_check(read, month: date, published_at: datetime | None) -> dg.AssetCheckResult:
+    """The publication's history is what it makes visible, and the corrections are exactly those
+    the history and fingerprints imply (recomputed here in pandas from the tables). `read(stmt)`
+    reads inside the publication's transaction, before it commits, under the publication lock: the
+    publication being recorded is the month's latest."""
     q, h, f = wh.quality_metrics, wh.publication_history, wh.publication_fingerprints
     m = sa.bindparam("m", month, sa.Date)
-    prints = warehouse.read(sa.select(f).where(f.c.month == m).order_by(f.c.published_at))
+    prints = read(sa.select(f).where(f.c.month == m).order_by(f.c.published_at))
     if published_at is None or prints.empty:
         return dg.AssetCheckResult(check_name=HISTORY_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
                                    description="the publication recorded no history")
     latest = logic.utc(prints["published_at"].iloc[-1])
     if latest != logic.utc(published_at):
-        return dg.AssetCheckResult(check_name=HISTORY_CHECK, passed=True, severity=dg.AssetCheckSeverity.ERROR,
-                                   description="a later publication of the month superseded this one: it checks itself")
-    expected = logic.headline_figures(warehouse.read(sa.select(q).where(q.c.month == m)))
-    history = warehouse.read(sa.select(h).where(h.c.month == m))
+        return dg.AssetCheckResult(check_name=HISTORY_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                   description="the month's latest recorded publication is not this one")
+    expected = logic.headline_figures(read(sa.select(q).where(q.c.month == m)))
+    history = read(sa.select(h).where(h.c.month == m))
     mine = history[pd.to_datetime(history["published_at"], utc=True) == latest]
     diff = logic.changed_figures(expected, mine, 0.0)
     derived = logic.derive_corrections(history, prints)
     c = wh.corrections
-    logged = warehouse.read(sa.select(c).where(c.c.month == m))
+    logged = read(sa.select(c).where(c.c.month == m))
     key = ["published_at", "dimension", "segment", "metric"]
     mismatch = _log_mismatch(derived, logged, key)
     ok = diff.empty and mismatch == 0

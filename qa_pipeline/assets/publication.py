@@ -114,8 +114,8 @@ def month_publication(context: dg.AssetExecutionContext, warehouse: Warehouse,
     if len(recorded.corrections):
         context.log.info(f"{attempt.month:%Y-%m}: {len(recorded.corrections)} published figure(s) corrected "
                          f"({', '.join(sorted(set(recorded.corrections['cause'])))})")
-    return dg.MaterializeResult(metadata={**meta, **corrections.metadata(recorded)}, check_results=[
-        corrections.history_check(warehouse, attempt.month, recorded.published_at)])
+    check = recorded.check or corrections.history_check(warehouse.read, attempt.month, recorded.published_at)
+    return dg.MaterializeResult(metadata={**meta, **corrections.metadata(recorded)}, check_results=[check])
 
 
 def selected_cross_month_tables(context: dg.AssetExecutionContext) -> list[str]:

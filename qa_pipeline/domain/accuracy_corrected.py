@@ -13,7 +13,11 @@ published accuracy counts). On the re-audited decisions:
 - estimated from the month's re-audits (and those of the `reaudit_trailing_months` before it, when
   configured), **once for the whole audit process** and applied to every segment: the assumption is
   that the audit process misclassifies alike in every site, team type and queue (a segment's own
-  re-audits are too few to estimate its own);
+  re-audits are too few to estimate its own). The assumption is tested per dimension
+  (`misclassified_alike`: permutation tests of homogeneity of sensitivity and of specificity across
+  its segments); where the re-audits reject it, that dimension's segments get no corrected figure
+  (a note says why) — an auditor who errs in some queues only would otherwise be "corrected" into
+  the queues he never audits;
 - corrected error rate (Rogan–Gladen) of each segment from its observed error rate, clipped to
   [0, 1] (a raw value outside says the observed rate is below the false-flag rate 1 − specificity,
   or above the sensitivity: the note says so), with the Lang–Reiczigel 95 % interval, which carries
@@ -48,7 +52,11 @@ from qa_pipeline.domain.validation import (
     InputSpec,
     Reference,
 )
-from qa_pipeline.stats.misclassification import lang_reiczigel_interval, rogan_gladen
+from qa_pipeline.stats.misclassification import (
+    homogeneity_p_value,
+    lang_reiczigel_interval,
+    rogan_gladen,
+)
 from qa_pipeline.stats.proportions import safe_rate, wilson_interval
 
 DIMENSIONS: list[tuple[str, ...]] = [(), ("site",), ("team_type",), ("queue",)]
@@ -76,21 +84,18 @@ def against_audits(audits: pd.DataFrame) -> tuple[Callable[[pd.DataFrame], pd.Da
         found.index = parsed.index
         return found
 
-    def reviewer_not_moderator(parsed: pd.DataFrame) -> pd.DataFrame:
-        audit = matched(parsed)
-        bad = (parsed["reviewer_id"] == audit["moderator_id"]).fillna(False).astype(bool)
-        return _row_failures(parsed.index[bad], "reviewer_id", "reviewer_not_moderator",
-                             [f"reviewer_id {r!r} is the moderator of audit {a!r}: the re-review must be by "
-                              "someone else" for r, a in zip(parsed["reviewer_id"][bad], parsed["audit_id"][bad],
-                                                            strict=True)])
+    def reviewer_is_not(column: str, role: str, why: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+        def rule(parsed: pd.DataFrame) -> pd.DataFrame:
+            audit = matched(parsed)
+            bad = (parsed["reviewer_id"] == audit[column]).fillna(False).astype(bool)
+            return _row_failures(parsed.index[bad], "reviewer_id", f"reviewer_not_{role}",
+                                 [f"reviewer_id {r!r} is the {role} of audit {a!r}: {why}"
+                                  for r, a in zip(parsed["reviewer_id"][bad], parsed["audit_id"][bad], strict=True)])
+        rule.__name__ = f"reviewer_not_{role}"
+        return rule
 
-    def reviewer_not_auditor(parsed: pd.DataFrame) -> pd.DataFrame:
-        audit = matched(parsed)
-        bad = (parsed["reviewer_id"] == audit["auditor_id"]).fillna(False).astype(bool)
-        return _row_failures(parsed.index[bad], "reviewer_id", "reviewer_not_auditor",
-                             [f"reviewer_id {r!r} is the auditor of audit {a!r}: a blind re-review is by "
-                              "someone else" for r, a in zip(parsed["reviewer_id"][bad], parsed["audit_id"][bad],
-                                                            strict=True)])
+    reviewer_not_moderator = reviewer_is_not("moderator_id", "moderator", "the re-review must be by someone else")
+    reviewer_not_auditor = reviewer_is_not("auditor_id", "auditor", "a blind re-review is by someone else")
 
     def reaudited_after_audit(parsed: pd.DataFrame) -> pd.DataFrame:
         audit = matched(parsed)
@@ -156,8 +161,30 @@ def _dimension(columns: tuple[str, ...]) -> str:
     return columns[0] if columns else "overall"
 
 
+def misclassified_alike(reaudited: pd.DataFrame, columns: tuple[str, ...], alpha: float) -> str | None:
+    """None when the re-audits give no evidence that the audit process misclassifies differently
+    across the segments of a dimension; else the note that withholds the dimension's corrected
+    figures. Two permutation tests of homogeneity across the segments (`homogeneity_p_value`): of
+    the flag rate among the truly erroneous decisions (sensitivity) and of the pass rate among the
+    truly correct ones (specificity); either below `alpha` rejects (the guard errs towards
+    withholding)."""
+    if not columns or reaudited.empty:
+        return None
+    truth = reaudited["true_error"].astype(bool).to_numpy()
+    flagged = reaudited["flagged"].astype(bool).to_numpy()
+    segment = reaudited[columns[0]].astype("str").to_numpy()
+    p_se = homogeneity_p_value(segment[truth], flagged[truth])
+    p_sp = homogeneity_p_value(segment[~truth], ~flagged[~truth])
+    if min(p_se, p_sp) >= alpha:
+        return None
+    which = " and ".join(name for name, p in (("sensitivity", p_se), ("specificity", p_sp)) if p < alpha)
+    return (f"the audit process's {which} differs across {_dimension(columns)} in the re-audits (permutation "
+            f"test p = {min(p_se, p_sp):.3g} < {alpha:g}): one correction for every {_dimension(columns)} would "
+            "mis-correct, no corrected figure; the segment's own re-audits (reaudit_error_rate) are the estimate")
+
+
 def accuracy_corrected(counts: pd.DataFrame, reaudited: pd.DataFrame, month, min_reaudits: int,
-                       trailing_months: int = 0) -> pd.DataFrame:
+                       trailing_months: int = 0, homogeneity_alpha: float = 0.05) -> pd.DataFrame:
     """`qa_reporting.accuracy_corrected` for one month.
 
     `counts`: the month's audits per dimension × segment of DIMENSIONS (`dimension`, `segment`,
@@ -185,7 +212,9 @@ def accuracy_corrected(counts: pd.DataFrame, reaudited: pd.DataFrame, month, min
     low, high = lang_reiczigel_interval(x, n, v["flagged_errors"], v["truly_errors"], v["passed_correct"],
                                         v["truly_correct"])
     note = _note(v, sensitivity, specificity, min_reaudits, trailing_months)
-    usable = note is None
+    withheld = {_dimension(d): misclassified_alike(reaudited, d, homogeneity_alpha) for d in DIMENSIONS}
+    dimension_notes = [withheld.get(d) for d in frame["dimension"]]
+    usable = np.array([note is None and dn is None for dn in dimension_notes])
     corrected = np.where(usable, np.clip(raw, 0.0, 1.0), np.nan)
     low = np.where(usable, low, np.nan)
     high = np.where(usable, high, np.nan)
@@ -203,9 +232,9 @@ def accuracy_corrected(counts: pd.DataFrame, reaudited: pd.DataFrame, month, min
     plain_low, plain_high = wilson_interval(seg_e, seg_n)
 
     notes = []
-    for r in raw:
-        if not usable:
-            notes.append(note)
+    for r, ok, dimension_note in zip(raw, usable, dimension_notes, strict=True):
+        if not ok:
+            notes.append(note or dimension_note)
         elif r < 0:
             notes.append("Rogan–Gladen estimate below 0 (the observed error rate is under the false-flag rate "
                          "1 − specificity), clipped to 0")

@@ -30,7 +30,6 @@ by more than the tolerance for a reason no fingerprint holds.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -180,11 +179,18 @@ def disputes_fingerprint(disputed: pd.DataFrame) -> tuple[str, int, int]:
     return digest, len(disputed), int(disputed["dispute_outcome"].eq("overturned").sum())
 
 
+HEADLINE_THRESHOLDS: tuple[str, ...] = ("max_invalid_fraction",)
+"""The `Thresholds` a headline figure of `quality_metrics` depends on: whether the month passes its
+gate. The others (targets, alert levels, windows, early-warning and re-audit settings) change other
+tables, never a count of `quality_metrics`, so a change of theirs does not explain a correction."""
+
+
 def settings_values(thresholds, null_literals: tuple[str, ...], rel_tol: float) -> str:
-    """The settings the figures are computed with, as sorted JSON: every `Thresholds` value (as the
-    run saw it, overrides included), the null placeholders and the correction tolerance. Values of
-    settings only, never paths, URLs or credentials."""
-    values = {f"thresholds.{k}": v for k, v in dataclasses.asdict(thresholds).items()}
+    """The settings the headline figures are computed with, as sorted JSON: the `Thresholds` they
+    depend on (as the run saw them, overrides included), the null placeholders (which rows the gate
+    quarantines) and the correction tolerance. Values of settings only, never paths, URLs or
+    credentials."""
+    values = {f"thresholds.{k}": getattr(thresholds, k) for k in HEADLINE_THRESHOLDS}
     values["null_literals"] = list(null_literals)
     values["correction_tolerance"] = rel_tol
     return json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
@@ -193,16 +199,25 @@ def settings_values(thresholds, null_literals: tuple[str, ...], rel_tol: float) 
 @lru_cache(maxsize=1)
 def code_fingerprint() -> tuple[str, str]:
     """(version, sha256): qa_pipeline's version and the libraries' versions; a hash of them and of
-    every `.py` file of the package (relative path and content, in path order)."""
+    every `.py` file of the package that computes figures (relative path and content, in path
+    order): not the dashboard, the operations (sensors, alerts), the report rendering or the CLI,
+    whose changes never move a published figure."""
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted(p for p in package.rglob("*.py") if not _presentation(p.relative_to(package))):
         digest.update(path.relative_to(package).as_posix().encode("utf-8") + b"\0")
         digest.update(path.read_bytes() + b"\0")
     versions = [f"qa-pipeline {_version('qa-pipeline')}"] + [f"{lib} {_version(lib)}" for lib in FIGURE_LIBRARIES]
     version = ", ".join(versions)
     digest.update(version.encode("utf-8"))
     return version, digest.hexdigest()
+
+
+PRESENTATION = ("dashboard", "operations", "reports", "cli.py", "runner.py", "progress.py", "hygiene.py")
+
+
+def _presentation(relative: Path) -> bool:
+    return relative.parts[0] in PRESENTATION
 
 
 def _version(dist: str) -> str:

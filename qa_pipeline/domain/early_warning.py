@@ -16,11 +16,16 @@ its chart first crossed the threshold (`first_signal_date`), if it did.
 - **Threshold**: one per segment, chosen by simulation so that a month without change makes *any*
   of the month's charts signal with probability ≤ `early_warning_family_alpha` (default 5 %):
   each segment's threshold is the (1 − α′) quantile of the maximum of its chart over a simulated
-  in-control month of `expected_audits` audits at p₀, with α′ = 1 − (1 − 0.05)^(1/K) over the K
-  monitored segments (`stats.cusum.sidak_level`, valid for the nested charts). `expected_audits`
-  is the segment's largest monthly volume in the baseline months — known before the month starts,
-  so that the daily runs and the month's final run use the same thresholds; a borrowed baseline
-  uses the audits so far.
+  in-control month of `expected_audits` audits, with α′ = 1 − (1 − 0.05)^(1/K) over the K
+  monitored segments (`stats.cusum.sidak_level`, valid for the nested charts). Each simulated month
+  runs at a rate drawn from the baseline's posterior (the baseline is an estimate: `segment_threshold`),
+  and the quantile is taken with 90 % confidence against the simulation's own error
+  (`stats.cusum.threshold`). `expected_audits` is the segment's largest monthly volume in the
+  baseline months, or the month so far once it is larger; a borrowed baseline uses the audits so
+  far. So the daily runs and the final run use the same threshold unless the month outgrows its
+  baseline months, a segment without history appears mid-month (K changes), or the previous month
+  is published after a daily run (the baseline changes): the row written last says which
+  threshold its signal is judged by.
 """
 
 from __future__ import annotations
@@ -93,12 +98,20 @@ def baselines(history: pd.DataFrame, month: date, months: int) -> pd.DataFrame:
 
 
 @lru_cache(maxsize=4096)
-def segment_threshold(expected: int, p0_e12: int, odds_ratio: float, alpha: float, simulations: int,
-                      seed: int) -> float:
-    """The threshold of a chart over `expected` audits at p₀ = p0_e12 / 10¹²: the same arguments give
-    the same threshold in every run (the simulation is seeded by them)."""
-    rng = np.random.default_rng([seed, expected, p0_e12])
-    return threshold(expected, p0_e12 / 1e12, odds_ratio, alpha, simulations, rng)
+def segment_threshold(expected: int, baseline_errors: int, baseline_audits: int, odds_ratio: float,
+                      alpha: float, simulations: int, seed: int) -> float:
+    """The threshold of a chart over `expected` audits whose baseline p₀ = (errors + ½)/(audits + 1)
+    was *estimated* from `baseline_errors` of `baseline_audits`: each simulated month runs at a rate
+    drawn from the baseline's Jeffreys posterior Beta(errors + ½, audits − errors + ½) (whose mean is
+    p₀) while the chart keeps its weights for p₀. So the false-alarm probability holds over the
+    baseline's own sampling error, not only for a p₀ known exactly (a chart tuned to an estimate
+    below the true rate alarms more often: with three months of a few dozen audits per cell,
+    a fixed-p₀ threshold gave about 10 % of no-change months a false signal instead of 5 %). The
+    same arguments give the same threshold in every run (the simulation is seeded by them)."""
+    rng = np.random.default_rng([seed, expected, baseline_errors, baseline_audits])
+    p0 = float(jeffreys_rate(baseline_errors, baseline_audits))
+    rates = rng.beta(baseline_errors + 0.5, baseline_audits - baseline_errors + 0.5, size=simulations)
+    return threshold(expected, p0, odds_ratio, alpha, simulations, rng, true_rates=rates)
 
 
 def _segment_frame(audits: pd.DataFrame) -> pd.DataFrame:
@@ -143,14 +156,16 @@ def early_warnings(audits: pd.DataFrame, history: pd.DataFrame, month: date, rul
             b = known.get(parent) or known.get((OVERALL, ALL))
             source = f"{parent[0] if parent in known else OVERALL} (no history of its own)"
         if b is None:
-            plan.append((dim, seg, g, None, 0, None, None, "no audits in the baseline months: not monitored"))
+            plan.append((dim, seg, g, None, 0, None, None, "no audits in the baseline months: not monitored", 0))
             continue
-        expected = int(b.expected_audits) if source == "segment" else max(n_now, 1)
-        plan.append((dim, seg, g, float(b.rate), int(b.audits), source, expected, ""))
+        # the horizon the false-alarm probability holds for: the segment's largest baseline month, or
+        # the month so far when it has outgrown it (a longer chart needs a higher threshold)
+        expected = max(int(b.expected_audits), n_now) if source == "segment" else max(n_now, 1)
+        plan.append((dim, seg, g, float(b.rate), int(b.audits), source, expected, "", int(b.errors)))
     monitored = sum(1 for p in plan if p[3] is not None)
     alpha = sidak_level(rule.family_alpha, monitored)
     out = []
-    for dim, seg, g, p0, base_n, source, expected, note in plan:
+    for dim, seg, g, p0, base_n, source, expected, note, base_e in plan:
         n = 0 if g is None else len(g)
         e = 0 if g is None else int(g["is_error"].sum())
         row = dict(month=month, dimension=dim, segment=seg, baseline_error_rate=p0, baseline_audits=base_n,
@@ -158,7 +173,7 @@ def early_warnings(audits: pd.DataFrame, history: pd.DataFrame, month: date, rul
                    cusum_max=None, threshold=None, first_signal_date=None, signalled=False, as_of=as_of,
                    final=final, note=note or None)
         if p0 is not None:
-            h = segment_threshold(expected, int(round(p0 * 1e12)), rule.odds_ratio, alpha, rule.simulations, rule.seed)
+            h = segment_threshold(expected, base_e, base_n, rule.odds_ratio, alpha, rule.simulations, rule.seed)
             path = bernoulli_cusum(g["is_error"].to_numpy() if g is not None else [], p0, rule.odds_ratio)
             first = first_exceedance(path, h)
             row.update(cusum=float(path[-1]) if n else 0.0, cusum_max=float(path.max()) if n else 0.0,

@@ -95,8 +95,12 @@ def scram_verifier(password: str, salt: bytes | None = None, iterations: int = S
 
 
 def _if_missing(name: str, create: sql.Composable) -> sql.Composed:
-    return sql.SQL("DO $do$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {}) THEN {}; END IF; END $do$"
-                   ).format(sql.Literal(name), create)
+    """`create` unless the role exists, as one statement (it also runs from `--print-sql` output). The
+    body's dollar-quote tag is one the name does not contain: a name holding `$do$` cannot end the
+    body early and run the rest as SQL (quoting the identifier does not protect against that)."""
+    tag = next(t for t in (f"qa{i}" for i in range(len(name) + 2)) if f"${t}$" not in name)
+    return sql.SQL("DO ${tag}$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) THEN {create}; "
+                   "END IF; END ${tag}$").format(tag=sql.SQL(tag), name=sql.Literal(name), create=create)
 
 
 def admin_statements(roles: Roles, logins: list[Login]) -> list[sql.Composed]:

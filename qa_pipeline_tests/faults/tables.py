@@ -20,14 +20,16 @@ from pathlib import Path
 import pandas as pd
 
 SCHEMAS = ("qa_core", "qa_reporting")
-RUN_SPECIFIC = {"run_id", "published_at", "generated_at", "staged_at", "snapshot_at", "previous_published_at",
+RUN_SPECIFIC = {"run_id", "previous_run_id", "published_at", "generated_at", "staged_at", "snapshot_at", "previous_published_at",
                 "started_at", "finished_at", "created_at", "updated_at"}
 """Columns that name or time one run: different on every run by design, never compared."""
 RUN_SPECIFIC_BY_TABLE = {"qa_reporting.report_runs": {"sha256"}}
 """The report's hash: the report states when it was generated, so its bytes differ on every run."""
-LOG_TABLES = {"qa_core.publications"}
-"""Append-only logs: a re-run after a publication adds a row that repeats the last one, so they are
-compared as sets of distinct rows."""
+LOG_TABLES = {"qa_core.publications", "qa_reporting.publication_history", "qa_core.publication_fingerprints",
+              "qa_reporting.corrections"}
+"""Append-only logs: a re-run after a publication adds rows that repeat the last ones (the same
+figures, the same fingerprint; no correction when nothing changed), so they are compared as sets of
+distinct rows."""
 WRITTEN_AFTER_PUBLICATION = {"qa_reporting.report_runs"}
 """Written by the report after the publishing transaction (README, write–audit–publish): a kill
 between the two leaves the new month with the previous report's row."""
