@@ -265,7 +265,7 @@ def main(argv=None) -> int:
     lines += ["| segment | first signal | CUSUM max | threshold | expected audits | audits |",
               "| --- | --- | ---: | ---: | ---: | ---: |"]
     for dim, seg, first, cmax, thr, exp, n in spike_rows:
-        lines.append(f"| {dim} {seg} | {first or 'none'} | {cmax:.2f} | {thr:.2f} | {exp} | {n} |")
+        lines.append(f"| {dim} {seg.replace('|', chr(92) + '|')} | {first or 'none'} | {cmax:.2f} | {thr:.2f} | {exp} | {n} |")
     lines += ["", f"- other segments signalled in {spike['month']}: "
               + ("; ".join(f"{r.dimension} {r.segment} on {r.first_signal_date} ({r.cusum_max:.2f} against "
                            f"{r.threshold:.2f})" for r in others.itertuples()) or "none"),

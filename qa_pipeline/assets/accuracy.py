@@ -121,7 +121,7 @@ def reaudited_decisions(attempt: Attempt, months) -> pd.DataFrame:
     a = a.filter(a.month.isin(months))
     joined = r.join(a, (r.month == a.month) & (r.audit_id == a.audit_id))
     return attempt.warehouse.execute(joined.select(
-        month=r.month, true_error=r.true_error, flagged=a.is_error_final,
+        month=r.month, audit_id=r.audit_id, true_error=r.true_error, flagged=a.is_error_final,
         **{c: a[c] for c in logic.SEGMENT_COLUMNS}))
 
 

@@ -18,7 +18,7 @@ from qa_pipeline.settings import Thresholds
 
 st.set_page_config(page_title="Training & Quality dashboard", layout="wide")
 alt.data_transformers.disable_max_rows()
-PERCENT = alt.Axis(format="%")
+PERCENT = alt.Axis(format=".1%")
 SERIES = alt.Scale(scheme="tableau10")
 VITAL_FEW = alt.Color("vital_few:N", title="vital few", scale=alt.Scale(domain=[True, False], range=["#c0392b", "#9ecae1"]))
 MONTH_X = alt.X("month:T", title="month", axis=alt.Axis(format="%Y-%m", tickCount={"interval": "month", "step": 1}))
@@ -128,7 +128,7 @@ with tabs[1]:
     cells = fig.heat_map(qm, sel)
     heat = alt.Chart(cells).encode(x=alt.X("queue:N", title="queue"), y=alt.Y("site:N", title="site"))
     spec = (heat.mark_rect().encode(
-        color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redyellowgreen", domainMid=target), legend=alt.Legend(format="%")),
+        color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redyellowgreen", domainMid=target), legend=alt.Legend(format=".1%")),
         tooltip=["site", "queue", alt.Tooltip("accuracy:Q", format=".2%"), "audits:Q", "errors:Q"])
         + heat.mark_text(fontSize=11).encode(text=alt.Text("audits:Q", format=","))).properties(height=320)
     chart("Accuracy by site × queue (cell text: audits)", spec, cells, "site_queue_heat_map",
@@ -277,9 +277,13 @@ with tabs[8]:
                         ("early_warnings", "Early warnings within the month"),
                         ("corrections", "Corrections of published figures")):
         frame = T.get(name)
-        if frame is None or frame.empty:
+        if frame is None:
             continue
         shown_any = True
+        if frame.empty:  # published, with no row yet (a fresh warehouse has corrected nothing)
+            st.subheader(title)
+            st.info(f"No {name.replace('_', ' ')} published yet.")
+            continue
         if name == "accuracy_corrected":
             rows = fig.of_segments(frame, sel)
         elif name == "early_warnings":  # the chosen segments, or every segment that signalled

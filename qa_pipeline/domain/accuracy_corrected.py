@@ -170,6 +170,9 @@ def misclassified_alike(reaudited: pd.DataFrame, columns: tuple[str, ...], alpha
     withholding)."""
     if not columns or reaudited.empty:
         return None
+    # in a stated order: the permutations are seeded, and engines return rows in any order
+    order = [c for c in ("month", "audit_id") if c in reaudited.columns]
+    reaudited = reaudited.sort_values(order, kind="stable") if order else reaudited
     truth = reaudited["true_error"].astype(bool).to_numpy()
     flagged = reaudited["flagged"].astype(bool).to_numpy()
     segment = reaudited[columns[0]].astype("str").to_numpy()
