@@ -1,4 +1,4 @@
-"""`qa-pipeline demo | run | generate | validate | grants` — the commands of the README."""
+"""`qa-pipeline demo | run | generate | validate | grants | deep-dive | dashboard` — the commands of the README."""
 
 from __future__ import annotations
 
