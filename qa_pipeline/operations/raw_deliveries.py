@@ -50,7 +50,6 @@ SENSOR_NAME = "raw_delivery_sensor"
 HASH_SECONDS_PER_TICK = 30.0
 """Hashing stops after this long in one tick (a first tick over years of history); the files not
 hashed yet, and their months, wait for the next tick (a tick must end within Dagster's 60 s)."""
-CHUNK = 1 << 20
 REMOVED = "removed:"
 """The cursor's mark of a file withdrawn after it was handled (followed by its last checksum)."""
 
@@ -105,11 +104,8 @@ def watched_files(raw_store: RawStore) -> dict[str, WatchedFile]:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @dataclass
