@@ -289,6 +289,18 @@ def test_the_homogeneity_test_agrees_with_the_chi_square_asymptotics_and_holds_i
                   for k in range(300)]
     assert 0.01 <= np.mean(rejections) <= 0.08  # ≈ 5 %: exact in sparse tables where χ² is not
     assert homogeneity_p_value(["a"] * 10, [True, False] * 5) == 1.0
+    # in a sparse table, the same null distribution as scipy's permutation test over the decisions
+    from scipy.stats import permutation_test
+
+    labels = np.repeat([0, 1, 2, 3], 15)
+    y = np.r_[np.zeros(15, bool), rng.random(45) < 0.2]
+
+    def pearson(x, g):
+        return chi2_contingency(pd.crosstab(g, x).to_numpy(), correction=False).statistic
+
+    scipy_p = permutation_test((y, labels), pearson, permutation_type="pairings", n_resamples=4999,
+                               alternative="greater", rng=np.random.default_rng(1)).pvalue
+    assert homogeneity_p_value(labels, y) == pytest.approx(scipy_p, abs=0.02)
 
 
 def test_months_without_auditor_error_are_left_almost_as_observed(sample_raw):
